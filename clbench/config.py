@@ -1,0 +1,85 @@
+"""The run configuration: Hydra config groups built from typed dataclasses.
+
+Groups: ``strategy/<name>`` and ``scenario/<name>`` (stored by their registrations),
+``backbone/<name>`` and ``logger/<name>`` (stored here). Choosing a scenario also
+chooses its default backbone; ``backbone=...`` overrides it. Unknown keys and values
+of the wrong type are refused by OmegaConf when the config is composed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from clbench.backbones import BACKBONE_PRESETS, BackboneConfig
+from clbench.loggers import LOGGER_PRESETS, LoggerConfig
+from clbench.registry import load_plugins
+
+CONF_DIR = Path(__file__).parent / "conf"
+
+
+@dataclass
+class RunConfig:
+    """Top-level settings of ``clbench run``."""
+
+    defaults: List[Any] = field(default_factory=lambda: [
+        "_self_", {"backbone": "cnn28"}, {"logger": "wandb"}, {"strategy": "naive"}, {"scenario": "split_fmnist"},
+    ])
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    results_dir: str = "results"
+    data_root: Optional[str] = None  # default $CLBENCH_DATA or ~/.cache/clbench/data
+    val_fraction: float = 0.1
+    eval_batch_size: int = 512
+    progress: bool = True
+    count_flops: bool = False
+    num_workers: int = 0
+    strategy: Any = MISSING
+    scenario: Any = MISSING
+    backbone: Any = MISSING
+    logger: Any = MISSING
+
+
+_stored = False
+
+
+def store_configs() -> None:
+    """Put the run config and every registered group option into Hydra's ConfigStore."""
+    global _stored
+    if _stored:
+        return
+    _stored = True
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    for name, preset in BACKBONE_PRESETS.items():
+        cs.store(group="backbone", name=name, node=preset)
+    for name, preset in LOGGER_PRESETS.items():
+        cs.store(group="logger", name=name, node=preset)
+    load_plugins()  # strategies and scenarios store themselves on import
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """Compose the run config from command-line style overrides (Hydra's parser)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    store_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def data_root(cfg: DictConfig) -> Optional[Path]:
+    import os
+
+    root = cfg.data_root or os.environ.get("CLBENCH_DATA") or "~/.cache/clbench/data"
+    return Path(root).expanduser()
+
+
+def to_dict(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+__all__ = ["RunConfig", "BackboneConfig", "LoggerConfig", "compose", "store_configs", "data_root", "to_dict"]

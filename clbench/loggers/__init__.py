@@ -1,0 +1,35 @@
+"""Run loggers: harness callbacks that receive each matrix row and the final record.
+
+A logger has ``start(record)``, ``log_row(step, row, record)`` and
+``finish(record) -> location or None``. Failures warn and never stop a run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+@dataclass
+class LoggerConfig:
+    """``name``: ``wandb`` or ``none``. ``mode``: wandb's mode; None means offline unless
+    WANDB_MODE says otherwise. ``dir``: where wandb writes (default results_dir)."""
+
+    name: str = "wandb"
+    project: str = "clbench"
+    entity: Optional[str] = None
+    mode: Optional[str] = None
+    dir: Optional[str] = None
+
+
+LOGGER_PRESETS = {"wandb": LoggerConfig(name="wandb"), "none": LoggerConfig(name="none")}
+
+
+def build_loggers(config: Any, results_dir: str) -> list:
+    """The loggers a config asks for."""
+    if config.name == "none":
+        return []
+    if config.name == "wandb":
+        from clbench.loggers.wandb_logger import WandbLogger
+
+        return [WandbLogger(project=config.project, entity=config.entity, mode=config.mode, dir=config.dir or results_dir)]
+    raise ValueError(f"unknown logger {config.name!r}; valid choices: {sorted(LOGGER_PRESETS)}")

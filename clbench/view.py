@@ -1,0 +1,62 @@
+"""The learner's view of an experience: only what the scenario's visibility allows."""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from clbench.data import iterate
+from clbench.types import Batch
+
+
+class LearnerView:
+    """Training (and validation) data of one experience, batched for the learner.
+
+    Built by the protocol. It holds no test split, and a task id only where the
+    scenario shows task ids in training: there is nothing hidden to reach for.
+    """
+
+    def __init__(
+        self,
+        train: Dataset,
+        validation: Optional[Dataset],
+        *,
+        task_id: Optional[int],
+        device: torch.device,
+        generator: torch.Generator,
+        on_batch: Optional[Callable[[int], None]] = None,
+        num_workers: int = 0,
+    ) -> None:
+        self.train = train
+        self.validation = validation
+        self.task_id = task_id
+        self.device = device
+        self._generator = generator
+        self._on_batch = on_batch
+        self._num_workers = num_workers
+
+    def batches(self, batch_size: int, *, split: str = "train", shuffle: Optional[bool] = None) -> Iterator[Batch]:
+        """Batches of ``split`` ("train" or "validation"), shuffled by default for training."""
+        data = {"train": self.train, "validation": self.validation}.get(split, KeyError)
+        if data is KeyError:
+            raise ValueError(f"unknown split {split!r}; valid choices: 'train', 'validation'")
+        if data is None:
+            return iter(())
+        return self.batches_of(data, batch_size, shuffle=(split == "train") if shuffle is None else shuffle)
+
+    def batches_of(self, data: Dataset, batch_size: int, *, shuffle: bool = True, task_id: Optional[int] = None) -> Iterator[Batch]:
+        """Batches of any dataset the learner holds (e.g. its own store of past data)."""
+        task_id = self.task_id if task_id is None else task_id
+        for tensors in iterate(data, batch_size, shuffle=shuffle, generator=self._generator, num_workers=self._num_workers):
+            yield make_batch(tensors, task_id, self.device)
+            if self._on_batch is not None:
+                self._on_batch(len(tensors[0]))
+
+
+def make_batch(tensors: tuple[torch.Tensor, ...], task_id: Optional[int], device: torch.device) -> Batch:
+    """Move a tuple ``(x, y[, known])`` to ``device`` as a :class:`Batch`."""
+    x, y = tensors[0].to(device, non_blocking=True), tensors[1].to(device, non_blocking=True)
+    known = tensors[2].to(device, non_blocking=True) if len(tensors) > 2 else None
+    task = None if task_id is None else torch.full((len(y),), task_id, dtype=torch.long, device=device)
+    return Batch(x=x, y=y, task=task, known=known)

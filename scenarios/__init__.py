@@ -1,0 +1,6 @@
+"""clbench's scenarios: stream builders by family over data sources.
+
+Importing this package registers every named scenario (it is the ``clbench.plugins``
+entry point); adding a scenario = its builder or preset here and one import line.
+"""
+from scenarios import class_incremental  # noqa: F401  (registers split_fmnist, ...)
