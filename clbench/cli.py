@@ -94,7 +94,8 @@ def run_from_config(cfg):
     protocol.seed_everything(cfg.seed)
     scenario = build_scenario(OmegaConf.to_object(cfg.scenario), data_root=data_root(cfg), seed=cfg.seed)
     strategy = strategy_cls(
-        OmegaConf.to_object(cfg.strategy), scenario.info, OmegaConf.to_object(cfg.backbone), seed=cfg.seed
+        OmegaConf.to_object(cfg.strategy), scenario.info, OmegaConf.to_object(cfg.backbone),
+        seed=cfg.seed, data_root=data_root(cfg),
     )
     loggers = build_loggers(cfg.logger, cfg.results_dir)
     return protocol.run(scenario, strategy, settings=settings, loggers=loggers, config=to_dict(cfg))

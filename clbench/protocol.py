@@ -119,6 +119,9 @@ def run(
 
     try:
         with PhaseProgress(settings.progress) as progress:
+            t0 = time.perf_counter()
+            strategy.prepare()
+            record.timing["prepare_s"] = time.perf_counter() - t0
             encoder = strategy.frozen_encoder()
             t0 = time.perf_counter()
             data = _prepare_data(scenario, settings, generator, encoder, device)
@@ -168,7 +171,7 @@ def run(
                 prev = record.params["after"][-2] if i > 0 else params_before
                 record.params["added"].append({k: counts[k] - prev[k] for k in counts})
                 record.experiences_done = i + 1
-                _update_metrics(record, scenario.kind, T)
+                _update_metrics(record, scenario.kind, evaluator)
                 record.compute["peak_memory_bytes"] = _peak_memory(device)
                 records.save(record, settings.results_dir)
                 for lg in loggers:
@@ -183,6 +186,7 @@ def run(
 
     record.status = "complete"
     record.params["backbone"] = _backbone_params(strategy)
+    record.strategy["details"] = _plain(strategy.describe())
     for lg in loggers:
         where = _safely(lg, "finish", record)
         if where:
@@ -224,11 +228,16 @@ def _evaluate(strategy, scenario, evaluator, step, test_sets, device, settings, 
     return row
 
 
-def _update_metrics(record: RunRecord, kind: str, T: int) -> None:
-    """Metrics of the matrix so far; complete once every experience is done."""
+def _update_metrics(record: RunRecord, kind: str, evaluator) -> None:
+    """Metrics of the matrix so far; complete once every experience is done. An
+    evaluator with ``extra_metrics(row_extras)`` (multi-label: avg/last mAP, CF1, OF1)
+    adds its family's metrics from the extras of rows 1..done."""
     done = record.experiences_done
     partial = [r[:done] for r in record.matrix[: done + 1]]
     record.metrics = metrics.summarize(partial, record.union_accuracy, kind)
+    extra_metrics = getattr(evaluator, "extra_metrics", None)
+    if extra_metrics is not None:
+        record.metrics.update(extra_metrics(record.extra["rows"][1:]))
     record.forgetting_matrix = metrics.forgetting_matrix(partial)
 
 

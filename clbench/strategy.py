@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 import torch
@@ -45,16 +46,24 @@ class Strategy(nn.Module):
     paper_defaults: ClassVar[bool] = False
     paper_backbone: ClassVar[Optional[str]] = None
 
-    def __init__(self, config: Any, info: ScenarioInfo, backbone: Any = None, *, seed: int = 0) -> None:
+    def __init__(
+        self, config: Any, info: ScenarioInfo, backbone: Any = None, *, seed: int = 0, data_root: Optional[Path] = None
+    ) -> None:
         super().__init__()
         self.config = config
         self.info = info
         self.backbone_config = backbone
         self.seed = seed
+        #: where extra data a method uses before the stream (e.g. DKVB's key init) is found
+        self.data_root = data_root
         #: all of the strategy's own randomness (sampling, buffers) goes through this
         self.generator = torch.Generator().manual_seed(seed)
 
     # -- hooks -------------------------------------------------------------------
+    def prepare(self) -> None:
+        """A phase before the stream and before row 0 (e.g. DKVB's key initialisation on
+        other data); the protocol times it. Called once, on the run's device."""
+
     def begin_experience(self, info: ExperienceInfo) -> None:
         """Called before training on an experience, only where boundaries are visible."""
 
@@ -94,6 +103,11 @@ class Strategy(nn.Module):
         for t in self.buffers():
             return t.device
         return torch.device("cpu")
+
+    def describe(self) -> dict:
+        """Facts about this run of the method for the record (extra data used, weights
+        sources, sizes); merged into ``record.strategy["details"]``."""
+        return {}
 
     def deviations(self) -> list[str]:
         """How this run's settings differ from the method's paper recipe."""

@@ -41,8 +41,8 @@ class Finetune(Strategy):
 
     config_class = FinetuneConfig
 
-    def __init__(self, config: FinetuneConfig, info, backbone=None, *, seed: int = 0) -> None:
-        super().__init__(config, info, backbone, seed=seed)
+    def __init__(self, config: FinetuneConfig, info, backbone=None, **kwargs) -> None:
+        super().__init__(config, info, backbone, **kwargs)
         self.backbone = create_backbone(backbone, info.input_shape)
         self.head = nn.Linear(self.backbone.out_features, info.num_classes)
         self.optimizer = self.make_optimizer()
@@ -80,8 +80,8 @@ class Joint(Finetune):
 
     needs = frozenset({"boundaries"})
 
-    def __init__(self, config: FinetuneConfig, info, backbone=None, *, seed: int = 0) -> None:
-        super().__init__(config, info, backbone, seed=seed)
+    def __init__(self, config: FinetuneConfig, info, backbone=None, **kwargs) -> None:
+        super().__init__(config, info, backbone, **kwargs)
         self._initial = copy.deepcopy(self.state_dict())
         self._seen: list = []
 
@@ -108,8 +108,8 @@ class ExperienceReplay(Finetune):
 
     config_class = ERConfig
 
-    def __init__(self, config: ERConfig, info, backbone=None, *, seed: int = 0) -> None:
-        super().__init__(config, info, backbone, seed=seed)
+    def __init__(self, config: ERConfig, info, backbone=None, **kwargs) -> None:
+        super().__init__(config, info, backbone, **kwargs)
         self.buffer = ReservoirBuffer(config.buffer_size, self.generator)
 
     def observe(self, batch: Batch) -> StepStats:
