@@ -31,12 +31,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run_command(args: list[str]) -> int:
-    """``clbench run``: Hydra's own entry point, so overrides, -m sweeps and launchers work."""
-    import hydra
-
-    from clbench.config import CONF_DIR, store_configs
+    """``clbench run``: one run is composed here, so that bad overrides get a message
+    naming the valid choices; flags such as ``-m`` (sweeps) go to Hydra's own entry
+    point, so launchers (local, Submitit) work unchanged."""
+    from clbench.config import store_configs
 
     store_configs()
+    if any(a.startswith("-") for a in args):
+        return _hydra_main(args)
+    from clbench.config import compose
+
+    try:
+        cfg = compose(args)
+    except Exception as err:  # Hydra/OmegaConf composition errors
+        print(f"clbench: error: {explain_config_error(err, args)}", file=sys.stderr)
+        return 2
+    return execute(cfg)
+
+
+def _hydra_main(args: list[str]) -> int:
+    import hydra
+
+    from clbench.config import CONF_DIR
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _run(cfg) -> None:
@@ -51,6 +67,45 @@ def run_command(args: list[str]) -> int:
     finally:
         sys.argv = saved
     return 0
+
+
+def explain_config_error(err: BaseException, overrides: list[str]) -> str:
+    """Turn a Hydra composition error into one message naming the bad value and the
+    valid choices (config group options, or the keys of the node, or the type)."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    if isinstance(err, MissingConfigException):
+        import re
+
+        text = str(err).split("Config search path")[0]
+        options = [ln.strip() for ln in text.splitlines() if ln.startswith("\t")]
+        found = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+        if found and options:
+            return f"unknown {found.group(1)} {found.group(2)!r}; valid choices: {', '.join(options)}"
+        return text.strip()
+    cause = err.__cause__ or err
+    full_key = getattr(cause, "full_key", None)
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and full_key:
+        parent, _, key = full_key.rpartition(".")
+        valid = _valid_keys(parent, [o for o in overrides if not o.lstrip("+~").startswith(full_key + "=")])
+        where = parent or "the run config"
+        return f"unknown key {key!r} in {where}; valid keys: {', '.join(valid)}"
+    if isinstance(cause, ValidationError) and full_key:
+        return f"bad value for {full_key}: {str(cause).splitlines()[0]}"
+    return str(err).strip()
+
+
+def _valid_keys(parent: str, overrides: list[str]) -> list[str]:
+    from omegaconf import OmegaConf
+
+    from clbench.config import compose
+
+    try:
+        node = OmegaConf.select(compose(overrides), parent) if parent else compose(overrides)
+        return sorted(k for k in node.keys() if k != "defaults")
+    except Exception:  # noqa: BLE001 - best effort: the main message still stands
+        return ["(could not list)"]
 
 
 def execute(cfg) -> int:

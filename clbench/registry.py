@@ -41,15 +41,16 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._items, n=3)
+            close = difflib.get_close_matches(name, self.names(), n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}.{hint} Valid choices: {', '.join(sorted(self._items))}"
+                f"unknown {self.kind} {name!r}.{hint} Valid choices: {', '.join(self.names())}"
             ) from None
 
     def names(self) -> list[str]:
+        """Registered names; names starting with "_" (test doubles) are not listed."""
         load_plugins()
-        return sorted(self._items)
+        return sorted(n for n in self._items if not n.startswith("_"))
 
     def __contains__(self, name: object) -> bool:
         load_plugins()
