@@ -14,6 +14,11 @@ commands:
                         (Hydra overrides; -m sweeps, e.g. clbench run -m strategy=naive,er seed=0,1,2)
   list                  registered strategies and scenarios, with what each needs and supports
   show RECORD.json      the accuracy matrix and metrics of a saved run
+  leaderboard [RESULTS_DIR] [--format md|csv|latex|html] [--out FILE] [--scenario NAME ...]
+              [--metric KEY ...] [--rank KEY]
+                        tables of aggregated run records (mean ± std over seeds)
+  data check|convert SCENARIO [--data-root DIR]
+                        check or lay out a scenario's files (e.g. clbench data check split53)
 """
 
 
@@ -23,7 +28,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    commands = {"run": run_command, "list": list_command, "show": show_command}
+    commands = {"run": run_command, "list": list_command, "show": show_command,
+                "leaderboard": leaderboard_command, "data": data_command}
     if command not in commands:
         print(f"clbench: unknown command {command!r}; valid choices: {', '.join(commands)}", file=sys.stderr)
         return 2
@@ -207,6 +213,31 @@ def show_command(args: list[str]) -> int:
         return 2
     print_record(record)
     return 0
+
+
+def leaderboard_command(args: list[str]) -> int:
+    """``clbench leaderboard``: see clbench.leaderboard.command."""
+    from clbench.leaderboard import leaderboard_command as command
+
+    return command(args)
+
+
+def data_command(args: list[str]) -> int:
+    """``clbench data <action> <scenario> ...``: handlers registered by scenario packages."""
+    from clbench.registry import UnknownNameError
+    from clbench.scenario import DATA_COMMANDS
+
+    choices = DATA_COMMANDS.names()
+    if len(args) < 2:
+        print(f"usage: clbench data <action> <scenario> [options]; available: {', '.join(c.replace('/', ' ') for c in choices)}")
+        return 0 if args[:1] in (["-h"], ["--help"]) else 2
+    try:
+        handler = DATA_COMMANDS.get(f"{args[0]}/{args[1]}")
+    except UnknownNameError:
+        print(f"clbench: error: unknown data command {' '.join(args[:2])!r}; valid choices: "
+              f"{', '.join(c.replace('/', ' ') for c in choices)}", file=sys.stderr)
+        return 2
+    return handler(args[2:])
 
 
 if __name__ == "__main__":  # pragma: no cover

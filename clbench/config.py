@@ -71,11 +71,15 @@ def compose(overrides: list[str]) -> DictConfig:
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
-def data_root(cfg: DictConfig) -> Optional[Path]:
+def default_data_root() -> Path:
+    """``$CLBENCH_DATA`` or ``~/.cache/clbench/data``: where data lives unless ``data_root=`` says."""
     import os
 
-    root = cfg.data_root or os.environ.get("CLBENCH_DATA") or "~/.cache/clbench/data"
-    return Path(root).expanduser()
+    return Path(os.environ.get("CLBENCH_DATA") or "~/.cache/clbench/data").expanduser()
+
+
+def data_root(cfg: DictConfig) -> Path:
+    return Path(cfg.data_root).expanduser() if cfg.data_root else default_data_root()
 
 
 def to_dict(cfg: DictConfig) -> dict:

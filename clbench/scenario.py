@@ -65,6 +65,8 @@ class Scenario:
 
 ScenarioBuilder = Callable[..., Scenario]  # builder(config, *, data_root, seed) -> Scenario
 SCENARIOS: Registry[ScenarioBuilder] = Registry("scenario")
+#: ``clbench data <action> <scenario>`` handlers, keyed "action/scenario" (e.g. "check/split53")
+DATA_COMMANDS: Registry[Callable[[list], int]] = Registry("data command")
 
 
 def register_scenario(name: str, builder: ScenarioBuilder, config: ScenarioConfig) -> None:

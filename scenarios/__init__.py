@@ -3,4 +3,4 @@
 Importing this package registers every named scenario (it is the ``clbench.plugins``
 entry point); adding a scenario = its builder or preset here and one import line.
 """
-from scenarios import class_incremental  # noqa: F401  (registers split_fmnist, ...)
+from scenarios import cifar_digits, class_incremental, split53  # noqa: F401  (registers their scenarios)

@@ -33,4 +33,4 @@ def load_source(name: str, data_root: Optional[Path], *, download: bool = False)
     return SOURCES.get(name)(data_root, download=download)
 
 
-from scenarios.sources import fmnist  # noqa: E402,F401  (registers)
+from scenarios.sources import cifar, digits, fmnist  # noqa: E402,F401  (registers)

@@ -1,0 +1,69 @@
+"""Run records: atomic writes, round trip, validation that names the bad file."""
+import json
+
+import pytest
+
+from clbench import records
+from clbench.cli import main
+from clbench.records import RecordError, RunRecord
+
+
+def make_record(**kw) -> RunRecord:
+    base = dict(
+        run_id="r1", created="2026-01-01T00:00:00+00:00", seed=0,
+        scenario={"name": "split_fmnist", "kind": "class_incremental"},
+        strategy={"name": "naive", "config": {"lr": 0.01}}, config={"seed": 0},
+        matrix=[[0.1, 0.1], [0.9, 0.0], [0.5, 0.8]], union_accuracy=[0.9, 0.65],
+        metrics={"ACC": 0.65, "AIA": 0.775, "FGT": 0.4, "BWT": -0.4, "FWT": None}, status="complete",
+        experiences_done=2,
+    )
+    base.update(kw)
+    return RunRecord(**base)
+
+
+def test_round_trip(tmp_path):
+    rec = make_record()
+    path = records.save(rec, tmp_path)
+    assert path == tmp_path / "runs" / "split_fmnist" / "naive" / "r1.json"
+    assert records.load(path).to_dict() == rec.to_dict()
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_truncated_record_is_reported_with_its_path(tmp_path, capsys):
+    path = records.save(make_record(), tmp_path)
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(RecordError, match=str(path)):
+        records.load(path)
+    assert main(["show", str(path)]) == 2
+    assert str(path) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("matrix"), "missing fields"),
+    (lambda d: d.update(schema_version=99), "schema version 99"),
+    (lambda d: d.update(status="weird"), "status 'weird'"),
+    (lambda d: d.update(seed="zero"), "'seed' should be int"),
+])
+def test_schema_violations_are_named(tmp_path, mutate, message):
+    data = make_record().to_dict()
+    mutate(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match=message):
+        records.load(path)
+
+
+def test_failed_write_leaves_old_record_intact(tmp_path):
+    path = records.save(make_record(), tmp_path)
+    before = path.read_text()
+    with pytest.raises(ValueError):
+        records.save(make_record(metrics={"ACC": float("nan")}), tmp_path)  # NaN is not JSON
+    assert path.read_text() == before
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_show_prints_matrix_and_metrics(tmp_path, capsys):
+    path = records.save(make_record(), tmp_path)
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy matrix" in out and "65.00" in out and "80.00" in out
