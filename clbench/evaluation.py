@@ -40,13 +40,18 @@ def seen_classes(scenario: Scenario, step: int) -> list[int]:
 @torch.no_grad()
 def evaluate_single_label(predict: Predict, scenario: Scenario, step: int, test_sets: list[Dataset],
                           *, device: torch.device, batch_size: int) -> RowResult:
-    """PROTOCOL.md: class-incremental argmax over classes seen by ``step`` (all classes
-    at step 0, when none is seen yet); task-incremental argmax over experience j's
-    classes, with j's task id passed to ``predict``."""
+    """PROTOCOL.md: class-incremental argmax over the classes seen by ``step``, so an
+    experience not yet trained (j > step, and every j in row 0) scores 0 by
+    construction and is not run; task-incremental argmax over experience j's classes,
+    with j's task id passed to ``predict``."""
     task_aware = scenario.visibility.task_id_test
-    seen = seen_classes(scenario, step) if step > 0 else list(range(scenario.num_classes))
+    seen = seen_classes(scenario, step)
     correct, total = [], []
-    for exp, data in zip(scenario.experiences, test_sets):
+    for j, (exp, data) in enumerate(zip(scenario.experiences, test_sets)):
+        if not task_aware and j >= step:  # all of its classes are masked out
+            correct.append(0)
+            total.append(len(data))
+            continue
         allowed = torch.zeros(scenario.num_classes, dtype=torch.bool, device=device)
         allowed[list(exp.classes) if task_aware else seen] = True
         n_right = n = 0

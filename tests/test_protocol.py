@@ -21,8 +21,10 @@ def test_matrix_shape_row_zero_and_record(tmp_path):
     assert len(record.matrix) == 4 and all(len(r) == 3 for r in record.matrix)
     assert record.status == "complete" and record.experiences_done == 3
     assert len(record.union_accuracy) == 3 and len(record.timing["train_s"]) == 3
-    # the probe predicts class 0 everywhere: row 0 (all classes allowed) gets exp 1 right half the time
-    assert record.matrix[0] == [0.5, 0.0, 0.0]
+    # class-incremental: nothing is seen before training, later experiences are masked out
+    assert record.matrix[0] == [0.0, 0.0, 0.0] and record.matrix[1][1:] == [0.0, 0.0]
+    # the probe predicts the first allowed class: half of exp 1 (classes 0, 1) is right after step 1
+    assert record.matrix[1][0] == 0.5
     assert path.exists() and records.load(path).matrix == record.matrix
 
 
