@@ -95,6 +95,8 @@ def iterate(
     num_workers: int = 0,
 ) -> Iterator[tuple[torch.Tensor, ...]]:
     """Yield batches as tuples of tensors; tensor datasets are sliced, not collated."""
+    if len(dataset) == 0:
+        return
     if isinstance(dataset, TensorData):
         n = len(dataset)
         order = torch.randperm(n, generator=generator) if shuffle else None

@@ -70,3 +70,5 @@ def evaluate_single_label(predict: Predict, scenario: Scenario, step: int, test_
 
 for _kind in (CLASS_INCREMENTAL, TASK_INCREMENTAL, TASK_AGNOSTIC):
     EVALUATORS.register(_kind, evaluate_single_label)
+
+from clbench import multilabel as _multilabel  # noqa: E402,F401  (registers the multi-label evaluator)

@@ -1,0 +1,253 @@
+"""Multi-label class-incremental streams (MLCIL, PROTOCOL.md "Multi-label").
+
+Classes keep their source's fixed order (VOC, COCO: alphabetical by name; mlfmnist:
+Fashion-MNIST's label order) unless ``class_order`` is given; they are split B{base}-C{step}.
+
+- Training set of experience i: every training image with at least one class of i,
+  labelled ONLY with i's classes: ``y`` is multi-hot over all classes but zero outside
+  i's classes, and ``known`` is true exactly on i's classes (the other labels of the
+  image are unknown, never negatives).
+- Test set of experience j: the test images whose first class in stream order is in j
+  (at least one class of j, none of an earlier experience), with their full labels. The
+  sets are disjoint, so the joint test set of step i (images with at least one seen
+  class) is the concatenation of test sets 1..i; ``clbench.multilabel`` evaluates it
+  with labels restricted to the seen classes.
+
+Named scenarios: ``voc_b0c4``, ``voc_b10c2`` (VOC 2007), ``coco_b0c10``, ``coco_b40c10``
+(COCO 2014), default backbone ``resnet18`` (ImageNet weights; KRT used TResNet-M, MULTI-LANE
+a ViT-B/16: a method's own backbone overrides it), and ``mlfmnist``: offline 2x2 mosaics of
+Fashion-MNIST (see ``scenarios/sources/mlfmnist.py``), B0-C2, default backbone ``cnn28``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Union
+
+import torch
+from torch.utils.data import Dataset
+
+import clbench.multilabel  # noqa: F401  (registers the "multilabel" evaluator)
+from clbench.data import TensorData
+from clbench.errors import DataMissingError
+from clbench.registry import Registry
+from clbench.scenario import Scenario, ScenarioConfig, register_scenario
+from clbench.types import MULTILABEL, Experience
+from scenarios.class_incremental import class_splits
+
+
+# -- sources ------------------------------------------------------------------------
+class ImageFiles(Dataset):
+    """Image files decoded lazily to float RGB tensors in [0, 1], resized to a square
+    ``size`` x ``size`` (as KRT does; no crop, no augmentation: those belong to methods)."""
+
+    def __init__(self, paths: Sequence[Union[str, Path]], size: int, fingerprint: str) -> None:
+        if size <= 0:
+            raise ValueError(f"image_size must be > 0, got {size}")
+        self.paths = [str(p) for p in paths]
+        self.size = size
+        self.fingerprint = f"{fingerprint}@{size}px"
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from torchvision.io import ImageReadMode, decode_image
+        from torchvision.transforms.v2.functional import resize
+
+        path = self.paths[i]
+        try:
+            img = decode_image(path, mode=ImageReadMode.RGB)
+        except (FileNotFoundError, RuntimeError) as err:
+            raise DataMissingError(f"could not read image {path}: {err}") from err
+        img = resize(img, [self.size, self.size], antialias=True)
+        return img.float().div_(255.0)
+
+
+Images = Union[torch.Tensor, ImageFiles]
+
+
+@dataclass
+class MultiLabelSource:
+    """A multi-label dataset: images (a tensor, or files decoded lazily) and a bool label
+    matrix ``(N, num_classes)`` per split; classes in the source's fixed order."""
+
+    name: str
+    train_images: Images
+    train_labels: torch.Tensor
+    test_images: Images
+    test_labels: torch.Tensor
+    class_names: list[str]
+    input_shape: tuple[int, ...]
+    origin: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class LabelledImages(Dataset):
+    """Rows ``indices`` of lazily decoded images with their ``(y, known)`` labels."""
+
+    def __init__(self, images: ImageFiles, indices: torch.Tensor, y: torch.Tensor, known: torch.Tensor, fingerprint: str) -> None:
+        self.images, self.indices, self.y, self.known = images, indices, y, known
+        self.fingerprint = fingerprint
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.images[int(self.indices[i])], self.y[i], self.known[i]
+
+
+def labelled(images: Images, indices: torch.Tensor, y: torch.Tensor, known: torch.Tensor, fingerprint: str) -> Dataset:
+    """A dataset yielding ``(x, y, known)``: tensors stay tensors (the fast path)."""
+    digest = hashlib.sha1(indices.numpy().tobytes()).hexdigest()[:12]
+    fp = f"{fingerprint}/{digest}"
+    if isinstance(images, torch.Tensor):
+        return TensorData(images[indices], y, known, fingerprint=fp)
+    return LabelledImages(images, indices, y, known, fp)
+
+
+MultiLabelLoader = Callable[..., MultiLabelSource]  # loader(config, data_root) -> MultiLabelSource
+ML_SOURCES: Registry[MultiLabelLoader] = Registry("multi-label source")
+
+
+def _voc(cfg, data_root):
+    from scenarios.sources import voc
+
+    return voc.load(data_root, image_size=cfg.image_size, download=cfg.download)
+
+
+def _coco(cfg, data_root):
+    from scenarios.sources import coco
+
+    return coco.load(data_root, image_size=cfg.image_size, download=cfg.download)
+
+
+def _mlfmnist(cfg, data_root):
+    from scenarios.sources import mlfmnist
+
+    return mlfmnist.load(data_root, train_mosaics=cfg.train_mosaics, test_mosaics=cfg.test_mosaics,
+                         mosaic_seed=cfg.mosaic_seed, download=cfg.download)
+
+
+ML_SOURCES.register("voc2007", _voc)
+ML_SOURCES.register("coco2014", _coco)
+ML_SOURCES.register("mlfmnist", _mlfmnist)
+
+
+# -- configs ------------------------------------------------------------------------
+@dataclass
+class MultilabelConfig(ScenarioConfig):
+    """``class_order``: None keeps the source's fixed order. ``threshold``: sigmoid
+    threshold of CF1 / OF1. ``train_limit`` / ``test_limit``: a seeded subsample of that
+    many images per split for quick runs (recorded as a deviation)."""
+
+    kind: str = MULTILABEL
+    source: str = "voc2007"
+    base_classes: int = 0
+    classes_per_experience: int = 4
+    class_order: Optional[List[int]] = None
+    threshold: float = 0.8
+    train_limit: Optional[int] = None
+    test_limit: Optional[int] = None
+    download: bool = False
+    image_size: int = 224  # image-file sources (VOC, COCO) resize decoded images to this square; mlfmnist ignores it
+
+
+@dataclass
+class MLFMNISTConfig(MultilabelConfig):
+    """Mosaics of Fashion-MNIST: how many per split and the fixed seed that draws them."""
+
+    source: str = "mlfmnist"
+    classes_per_experience: int = 2
+    train_mosaics: int = 3000
+    test_mosaics: int = 1000
+    mosaic_seed: int = 1234
+
+
+# -- builder ------------------------------------------------------------------------
+def _limit(total: int, n: Optional[int], seed: int) -> tuple[torch.Tensor, int]:
+    """Row indices kept: all ``total``, or ``n`` drawn with a seeded generator (sorted)."""
+    if n is None or n >= total:
+        return torch.arange(total), 0
+    if n <= 0:
+        raise ValueError(f"train_limit / test_limit must be > 0, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(total, generator=g)[:n].sort().values, n
+
+
+def multilabel_experiences(source: MultiLabelSource, splits: list[list[int]], train_rows: torch.Tensor,
+                           test_rows: torch.Tensor) -> list[Experience]:
+    """Training sets labelled only with each experience's classes; disjoint test sets by
+    each image's first class in stream order (module docstring)."""
+    C = source.num_classes
+    step_of = torch.full((C,), -1, dtype=torch.long)
+    for i, classes in enumerate(splits):
+        step_of[list(classes)] = i
+    tr_labels = source.train_labels[train_rows].bool()
+    te_labels = source.test_labels[test_rows].bool()
+    big = len(splits)
+    first = torch.where(te_labels, step_of.expand_as(te_labels), torch.full_like(te_labels, big, dtype=torch.long))
+    first = first.min(dim=1).values  # == big where an image has no positive
+    exps = []
+    for i, classes in enumerate(splits):
+        mask = torch.zeros(C, dtype=torch.bool)
+        mask[list(classes)] = True
+        rows = torch.nonzero(tr_labels[:, mask].any(dim=1)).flatten()
+        y = (tr_labels[rows] & mask).float()
+        known = mask.expand(len(rows), C).clone()
+        tag = "-".join(map(str, classes))
+        train = labelled(source.train_images, train_rows[rows], y, known, f"{source.name}/train/c{tag}")
+        te = torch.nonzero(first == i).flatten()
+        test = labelled(
+            source.test_images, test_rows[te], te_labels[te].float(), torch.ones(len(te), C, dtype=torch.bool),
+            f"{source.name}/test/first{tag}",
+        )
+        exps.append(Experience(i, train, test, tuple(int(c) for c in classes), i))
+    return exps
+
+
+def build_multilabel(cfg: MultilabelConfig, *, data_root: Optional[Path], seed: int) -> Scenario:
+    """Build a multi-label class-incremental stream from ``cfg.source``."""
+    if not 0.0 < cfg.threshold < 1.0:
+        raise ValueError(f"scenario.threshold must be in (0, 1), got {cfg.threshold}")
+    source = ML_SOURCES.get(cfg.source)(cfg, data_root)
+    C = source.num_classes
+    if cfg.class_order is not None:
+        order = [int(c) for c in cfg.class_order]
+        if sorted(order) != list(range(C)):
+            raise ValueError(f"class_order {order} is not a permutation of 0..{C - 1}")
+    else:
+        order = list(range(C))
+    splits = class_splits(order, cfg.base_classes, cfg.classes_per_experience)
+    train_rows, n_tr = _limit(len(source.train_labels), cfg.train_limit, seed)
+    test_rows, n_te = _limit(len(source.test_labels), cfg.test_limit, seed + 1)
+    deviations = []
+    if n_tr or n_te:
+        deviations.append(f"subsampled: {n_tr or 'all'} train / {n_te or 'all'} test images")
+    return Scenario(
+        name=cfg.name, kind=MULTILABEL, experiences=multilabel_experiences(source, splits, train_rows, test_rows),
+        num_classes=C, input_shape=source.input_shape, class_order=order, class_names=source.class_names,
+        description={
+            "source": cfg.source, "files": source.origin, "deviations": deviations,
+            "split": f"B{cfg.base_classes}-C{cfg.classes_per_experience}", "threshold": cfg.threshold,
+            "test_sets": "experience j's test set = test images whose first class in stream order is in j; "
+                         "the joint test set of step i is test sets 1..i",
+        },
+    )
+
+
+PRESETS = {
+    "voc_b0c4": ("voc2007", 0, 4),
+    "voc_b10c2": ("voc2007", 10, 2),
+    "coco_b0c10": ("coco2014", 0, 10),
+    "coco_b40c10": ("coco2014", 40, 10),
+}
+for _name, (_source, _base, _step) in PRESETS.items():
+    register_scenario(_name, build_multilabel, MultilabelConfig(
+        source=_source, base_classes=_base, classes_per_experience=_step, default_backbone="resnet18",
+    ))
+register_scenario("mlfmnist", build_multilabel, MLFMNISTConfig(default_backbone="cnn28"))

@@ -1,0 +1,125 @@
+"""Task-agnostic streams: a class-incremental scenario as one continuous stream.
+
+The learner gets batches only (``observe``): no task ids, no ``begin/end_experience``
+calls (the protocol does this for kind ``task_agnostic``). Experiences come back to back;
+each is repeated ``repeats`` times in a row (E in TAME's protocol, 10 on the MNIST family;
+our presets use 1: a single pass, the plain online stream). The protocol still evaluates
+at the true boundaries.
+
+Blurry boundaries (``blurry`` = m in [0, 0.5]): let stretch i be the ``repeats`` shuffled
+passes over experience i's training set, L_i samples long. The boundary region between
+experiences i and i+1 is the last floor(m * L_i) samples of stretch i (its tail) and the
+first floor(m * L_{i+1}) samples of stretch i+1 (its head). In it, s = floor(min(tail,
+head) / 2) samples of each side, at random positions, trade places: the tail then holds
+exactly s samples of i+1 and the head exactly s samples of i, about half and half, so
+batches there mix both experiences. Outside boundary regions stretches stay pure. Every
+sample is used exactly as often as without blurring and each stretch keeps its length
+(the evaluation points do not move). With m = 0 the stream is the plain one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+
+from clbench.data import TensorData
+from clbench.scenario import Scenario, register_scenario
+from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC
+from scenarios.class_incremental import ClassIncrementalConfig, build_class_incremental
+
+
+@dataclass
+class TaskAgnosticConfig(ClassIncrementalConfig):
+    """A class-incremental config streamed task-agnostically; ``blurry`` mixes boundaries."""
+
+    kind: str = TASK_AGNOSTIC
+    repeats: int = 1
+    blurry: float = 0.0
+
+
+@dataclass
+class TaskAgnosticScenario(Scenario):
+    """A task-agnostic scenario whose stream can blur boundaries (module docstring)."""
+
+    blurry: float = 0.0
+    _plan: Optional[list] = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_stream_settings(self.repeats, self.blurry)
+
+    def stream(self, index: int, batch_size: int, generator: torch.Generator, train_sets: list) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Stretch ``index`` of the stream. With blurring the plan of the whole stream is
+        drawn from ``generator`` when stretch 0 is asked for (the protocol goes in order)."""
+        if self.blurry == 0.0:
+            yield from super().stream(index, batch_size, generator, train_sets)
+            return
+        if index == 0 or self._plan is None:
+            self._plan = blurry_plan([len(d) for d in train_sets], self.repeats, self.blurry, generator)
+        source, rows = self._plan[index]
+        for start in range(0, len(rows), batch_size):
+            yield gather(train_sets, source[start:start + batch_size], rows[start:start + batch_size])
+
+
+def check_stream_settings(repeats: int, blurry: float) -> None:
+    if repeats < 1:
+        raise ValueError(f"scenario.repeats must be >= 1, got {repeats}")
+    if not 0.0 <= blurry <= 0.5:
+        raise ValueError(f"scenario.blurry must be in [0, 0.5] (a fraction of each stretch at each end), got {blurry}")
+
+
+def blurry_plan(sizes: list[int], repeats: int, blurry: float, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each stretch: (experience of each sample, row of each sample), blurred as the
+    module docstring defines."""
+    plan = []
+    for i, n in enumerate(sizes):
+        rows = torch.cat([torch.randperm(n, generator=generator) for _ in range(repeats)])
+        plan.append((torch.full((len(rows),), i, dtype=torch.long), rows))
+    for i in range(len(sizes) - 1):
+        (src_a, rows_a), (src_b, rows_b) = plan[i], plan[i + 1]
+        tail, head = int(blurry * len(rows_a)), int(blurry * len(rows_b))
+        s = min(tail, head) // 2
+        if s == 0:
+            continue
+        pos_a = len(rows_a) - tail + torch.randperm(tail, generator=generator)[:s]
+        pos_b = torch.randperm(head, generator=generator)[:s]
+        src_a[pos_a], src_b[pos_b] = src_b[pos_b].clone(), src_a[pos_a].clone()
+        rows_a[pos_a], rows_b[pos_b] = rows_b[pos_b].clone(), rows_a[pos_a].clone()
+    return plan
+
+
+def gather(datasets: list, source: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One batch of samples ``rows`` of ``datasets[source]``, in the order given."""
+    if all(isinstance(d, TensorData) for d in datasets):
+        first = datasets[int(source[0])].tensors
+        out = [torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype) for t in first]
+        for e in source.unique().tolist():
+            at = source == e
+            for k, t in enumerate(datasets[e].tensors):
+                out[k][at] = t[rows[at]]
+        return tuple(out)
+    items = [datasets[int(e)][int(r)] for e, r in zip(source, rows)]
+    return tuple(torch.stack([torch.as_tensor(item[k]) for item in items]) for k in range(len(items[0])))
+
+
+def as_task_agnostic(scenario: Scenario, *, repeats: int = 1, blurry: float = 0.0, name: Optional[str] = None) -> TaskAgnosticScenario:
+    """Any class-incremental scenario as a task-agnostic stream."""
+    if scenario.kind not in (CLASS_INCREMENTAL, TASK_AGNOSTIC):
+        raise ValueError(f"only class-incremental scenarios can become task-agnostic streams; {scenario.name!r} is {scenario.kind}")
+    base = {f.name: getattr(scenario, f.name) for f in fields(Scenario)}
+    description = {**scenario.description, "repeats": repeats, "blurry": blurry}
+    base.update(name=name or scenario.name, kind=TASK_AGNOSTIC, repeats=repeats, description=description)
+    return TaskAgnosticScenario(**base, blurry=blurry)
+
+
+def build_task_agnostic(cfg: TaskAgnosticConfig, *, data_root: Optional[Path], seed: int) -> TaskAgnosticScenario:
+    """Build the class-incremental stream ``cfg`` describes, streamed task-agnostically."""
+    check_stream_settings(cfg.repeats, cfg.blurry)
+    scenario = build_class_incremental(cfg, data_root=data_root, seed=seed)
+    return as_task_agnostic(scenario, repeats=cfg.repeats, blurry=cfg.blurry)
+
+
+register_scenario("split_fmnist_stream", build_task_agnostic, TaskAgnosticConfig())
+register_scenario("split_fmnist_blurry", build_task_agnostic, TaskAgnosticConfig(blurry=0.1))
