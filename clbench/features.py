@@ -1,5 +1,20 @@
-"""Outputs of a frozen encoder, computed once per dataset instead of once per epoch."""
+"""Outputs of a frozen encoder, computed once per dataset and cached on disk.
+
+A strategy with a frozen encoder (DKVB, linear probes) pays for the encoder once per
+dataset, not once per epoch, and a second run with the same encoder, transform and
+data reads the features back from disk. The cache key hashes the encoder's tensors
+(parameters and all buffers), its structure and settings, the dataset's fingerprint
+and the device type. Cache directory: the ``cache`` argument, else ``$CLBENCH_CACHE``,
+else ``~/.cache/clbench/features``; ``off`` (argument or variable) disables it, and an
+encoder with ``cache_worthy = False`` (e.g. :class:`Flatten`) is never cached.
+"""
 from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -7,10 +22,62 @@ from torch.utils.data import Dataset
 
 from clbench.data import TensorData, fingerprint_of, iterate
 
+DEFAULT_CACHE_DIR = "~/.cache/clbench/features"
+CACHE_ENV = "CLBENCH_CACHE"
+_OFF = ("off", "0", "false", "no", "none")
+
+#: how many encode() calls were served from disk / computed (for benchmarks and tests)
+stats = {"hits": 0, "misses": 0}
+
+
+class Flatten(nn.Module):
+    """The identity encoder: raw pixels flattened to one vector per sample. Not worth a
+    disk cache (``cache_worthy``): reading it back costs more than recomputing it."""
+
+    cache_worthy = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1).float()
+
+
+def cache_dir(cache: Union[str, Path, bool, None] = None) -> Optional[Path]:
+    """Where features are cached, or None when caching is off."""
+    if cache is False:
+        return None
+    if cache is None or cache is True:
+        cache = os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
+    if str(cache).strip().lower() in _OFF:
+        return None
+    return Path(cache).expanduser()
+
+
+def encoder_digest(encoder: nn.Module) -> str:
+    """A hash of what decides the encoder's outputs: its structure, its plain settings
+    (e.g. resize, normalisation) and every tensor (parameters and buffers, persistent or not)."""
+    h = hashlib.sha256(repr(encoder).encode())
+    for name, module in encoder.named_modules():
+        settings = {k: v for k, v in vars(module).items()
+                    if not k.startswith("_") and k != "training" and isinstance(v, (int, float, str, bool, tuple, type(None)))}
+        h.update(f"{name}:{type(module).__qualname__}:{sorted(settings.items())}".encode())
+        for kind, tensors in (("p", module.named_parameters(recurse=False)), ("b", module.named_buffers(recurse=False))):
+            for tname, t in tensors:
+                h.update(f"{name}.{tname}:{kind}:{tuple(t.shape)}:{t.dtype}".encode())
+                h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_key(encoder: nn.Module, dataset: Dataset, device: torch.device) -> str:
+    """The file name under which ``encoder``'s features of ``dataset`` are cached."""
+    h = hashlib.sha256()
+    h.update(encoder_digest(encoder).encode())
+    h.update(fingerprint_of(dataset).encode())
+    h.update(torch.device(device).type.encode())
+    return h.hexdigest()[:32]
+
 
 @torch.no_grad()
-def encode(encoder: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 256) -> TensorData:
-    """``dataset`` with each input replaced by ``encoder``'s output (labels and masks kept)."""
+def compute(encoder: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 256) -> TensorData:
+    """Run ``encoder`` (eval mode) over ``dataset``; labels and masks are kept."""
     encoder.eval()
     feats, ys, knowns = [], [], []
     for tensors in iterate(dataset, batch_size, shuffle=False):
@@ -22,3 +89,76 @@ def encode(encoder: nn.Module, dataset: Dataset, *, device: torch.device, batch_
         torch.cat(feats), torch.cat(ys), torch.cat(knowns) if knowns else None,
         fingerprint=f"{fingerprint_of(dataset)}@encoded",
     )
+
+
+def encode(
+    encoder: nn.Module,
+    dataset: Dataset,
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    cache: Union[str, Path, bool, None] = None,
+) -> TensorData:
+    """``dataset`` with each input replaced by ``encoder``'s output, read from the
+    on-disk cache where this encoder already encoded this dataset."""
+    where = cache_dir(cache) if getattr(encoder, "cache_worthy", True) else None
+    if where is None:
+        stats["misses"] += 1
+        return compute(encoder, dataset, device=device, batch_size=batch_size)
+    key = cache_key(encoder, dataset, device)
+    path = where / f"{key}.pt"
+    if path.is_file():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            stats["hits"] += 1
+            return TensorData(saved["x"], saved["y"], saved.get("known"), fingerprint=saved["fingerprint"])
+        except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed, never trusted
+            path.unlink(missing_ok=True)
+    stats["misses"] += 1
+    data = compute(encoder, dataset, device=device, batch_size=batch_size)
+    _atomic_save({"x": data.x, "y": data.y, "known": data.known, "fingerprint": data.fingerprint}, path)
+    return data
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_frozen_encoder(name: str, backbone_config, input_shape: tuple[int, ...]) -> nn.Module:
+    """A frozen encoder by name: ``identity`` (flattened pixels) or ``backbone`` (the
+    run's backbone config, e.g. cnn28 or resnet50); parameters never train."""
+    if name == "identity":
+        encoder: nn.Module = Flatten()
+    elif name == "backbone":
+        if backbone_config is None:
+            raise ValueError("encoder='backbone' needs a backbone config; pass backbone=... or use encoder=identity")
+        from clbench.backbones import create_backbone
+
+        encoder = create_backbone(backbone_config, input_shape)
+    else:
+        raise ValueError(f"unknown encoder {name!r}; valid choices: 'backbone', 'identity'")
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder.eval()
+
+
+def output_dim(encoder: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Width of the encoder's (flattened) output for one input of ``input_shape``."""
+    if isinstance(encoder, Flatten):
+        n = 1
+        for s in input_shape:
+            n *= int(s)
+        return n
+    width = getattr(encoder, "out_features", None)
+    if width is not None:
+        return int(width)
+    with torch.no_grad():
+        return int(encoder.eval()(torch.zeros(1, *input_shape)).flatten(1).shape[1])

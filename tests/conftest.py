@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("CLBENCH_CACHE", tempfile.mkdtemp(prefix="clbench-test-cache-"))  # never ~/.cache
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
