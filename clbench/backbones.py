@@ -79,7 +79,10 @@ class Backbone(nn.Module):
 
 
 class SmallCNN(nn.Sequential):
-    """Three conv-BN-ReLU blocks and global average pooling: 28x28 in, 4*width out."""
+    """Three conv-BN-ReLU blocks, a 3x3 adaptive pool that keeps coarse layout (which
+    tells a coat from a pullover; a global pool does not) and a linear projection (no
+    activation after it, so no unit can die when a new experience's first gradients are
+    large): any input size in, ``4 * width`` features out."""
 
     def __init__(self, in_channels: int = 1, width: int = 32) -> None:
         def block(i: int, o: int, pool: bool) -> list[nn.Module]:
@@ -88,7 +91,7 @@ class SmallCNN(nn.Sequential):
 
         super().__init__(
             *block(in_channels, width, True), *block(width, 2 * width, True), *block(2 * width, 4 * width, False),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(4 * width * 9, 4 * width),
         )
         self.out_features = 4 * width
 

@@ -19,8 +19,11 @@ from clbench.view import LearnerView
 
 @dataclass
 class FinetuneConfig(StrategyConfig):
+    """``optimizer``: ``sgd`` (with ``momentum``) or ``adam``."""
+
     epochs: int = 2
     batch_size: int = 64
+    optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -49,7 +52,11 @@ class Finetune(Strategy):
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
-        return torch.optim.SGD(self.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        if c.optimizer == "adam":
+            return torch.optim.Adam(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        raise ValueError(f"unknown optimizer {c.optimizer!r}; valid choices: 'sgd', 'adam'")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))

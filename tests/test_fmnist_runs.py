@@ -18,11 +18,15 @@ def run(tmp_path, *overrides, **kw):
 
 
 def test_naive_forgets_joint_does_not_er_between(tmp_path):
-    common = ("scenario=split_fmnist", "seed=0", "strategy.epochs=4", "strategy.lr=0.05", "strategy.batch_size=32")
+    # A fixed class order that keeps Fashion-MNIST's upper-body cluster (T-shirt, Pullover,
+    # Coat, Shirt) in the last two experiences: then what joint "forgets" is training noise,
+    # not new confusable classes arriving.
+    common = ("scenario=split_fmnist", "seed=0", "scenario.class_order=[1,8,5,7,9,3,0,2,4,6]",
+              "strategy.epochs=3", "strategy.optimizer=adam", "strategy.lr=0.001", "strategy.batch_size=32")
     fgt = {}
     for name in ("naive", "joint", "er"):
         extra = ("strategy.buffer_size=200",) if name == "er" else ()
-        record, _ = run(tmp_path, f"strategy={name}", *common, *extra, train_per_class=150, test_per_class=60)
+        record, _ = run(tmp_path, f"strategy={name}", *common, *extra, train_per_class=250, test_per_class=60)
         assert record.status == "complete" and len(record.matrix) == 6
         fgt[name] = record.metrics["FGT"]
     assert fgt["naive"] > 0.5, fgt
@@ -70,7 +74,7 @@ def test_wandb_offline_run_holds_both_matrices(tmp_path):
         assert str(f).startswith(where)
         tables[f.name.split("_table")[0].rsplit("_", 2)[0]] = json.loads(f.read_text())
     acc, fgt = tables["accuracy_matrix"], tables["forgetting_matrix"]
-    assert [row[1:] for row in acc["data"]] == pytest.approx(record.matrix)
+    assert [row[1:] for row in acc["data"]] == record.matrix  # JSON round trip of the same floats
     assert acc["columns"] == ["after", "exp_1", "exp_2", "exp_3", "exp_4", "exp_5"]
     assert len(fgt["data"]) == 5 and fgt["data"][4][1] == pytest.approx(record.forgetting_matrix[4][0])
     assert list((tmp_path / "wandb").rglob("*.wandb")), "the offline run log itself is missing"
