@@ -33,6 +33,8 @@ class WandbLogger:
         )
 
     def log_row(self, step: int, row: list, record: RunRecord) -> None:
+        if self.run is None:  # start failed (and said so); nothing to log to
+            return
         data = {f"acc/exp_{j + 1}": v for j, v in enumerate(row)}
         data["acc/seen_union"] = record.union_accuracy[step - 1]
         data["acc/seen_mean"] = sum(row[:step]) / step
