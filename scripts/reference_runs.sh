@@ -43,9 +43,13 @@ for line in "${PLAN[@]}"; do
   for strategy in ${strategies//,/ }; do
     rm -f "$RESULTS/runs/$scenario/$strategy/"*.json
   done
-  echo "== $scenario: $strategies, seeds $SEEDS" >&2
-  # shellcheck disable=SC2086  # $overrides is a list of key=value words
-  "$CLBENCH" run -m "scenario=$scenario" "strategy=$strategies" "seed=$SEEDS" "${COMMON[@]}" $overrides "$@"
+  for strategy in ${strategies//,/ }; do
+    # One sweep per strategy: Hydra composes a sweep's base config with the non-swept
+    # overrides, which must fit the strategy (a strategy list would compose them on the default).
+    echo "== $scenario: $strategy, seeds $SEEDS" >&2
+    # shellcheck disable=SC2086  # $overrides is a list of key=value words
+    "$CLBENCH" run -m "scenario=$scenario" "strategy=$strategy" "seed=$SEEDS" "${COMMON[@]}" $overrides "$@"
+  done
 done
 rm -rf "$RESULTS/sweeps"  # Hydra's per-job folders of the sweeps above; the records are what counts
 
