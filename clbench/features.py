@@ -4,8 +4,8 @@ A strategy with a frozen encoder (DKVB, linear probes) pays for the encoder once
 dataset, not once per epoch, and a second run with the same encoder, transform and
 data reads the features back from disk. The cache key hashes the encoder's tensors
 (parameters and all buffers), its structure and settings, the dataset's fingerprint
-and the device type. Cache directory: the ``cache`` argument, else ``$CLBENCH_CACHE``,
-else ``~/.cache/clbench/features``; ``off`` (argument or variable) disables it, and an
+and the device type. Cache directory: the ``cache`` argument, else
+``<cache_root()>/features``; ``off`` (argument or ``$CLBENCH_CACHE``) disables it, and an
 encoder with ``cache_worthy = False`` (e.g. :class:`Flatten`) is never cached.
 """
 from __future__ import annotations
@@ -22,9 +22,17 @@ from torch.utils.data import Dataset
 
 from clbench.data import TensorData, fingerprint_of, iterate
 
-DEFAULT_CACHE_DIR = "~/.cache/clbench/features"
+DEFAULT_CACHE_ROOT = "~/.cache/clbench"
 CACHE_ENV = "CLBENCH_CACHE"
 _OFF = ("off", "0", "false", "no", "none")
+
+
+def cache_root() -> Optional[Path]:
+    """clbench's cache folder (``$CLBENCH_CACHE``, default ``~/.cache/clbench``) holding
+    ``features/`` and other derived artefacts (e.g. CLR's pretrained trunks in
+    ``weights/``); None when the variable says ``off``."""
+    root = os.environ.get(CACHE_ENV) or DEFAULT_CACHE_ROOT
+    return None if root.strip().lower() in _OFF else Path(root).expanduser()
 
 #: how many encode() calls were served from disk / computed (for benchmarks and tests)
 stats = {"hits": 0, "misses": 0}
@@ -45,7 +53,8 @@ def cache_dir(cache: Union[str, Path, bool, None] = None) -> Optional[Path]:
     if cache is False:
         return None
     if cache is None or cache is True:
-        cache = os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
+        root = cache_root()
+        return None if root is None else root / "features"
     if str(cache).strip().lower() in _OFF:
         return None
     return Path(cache).expanduser()

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.backbones import Backbone, BackboneConfig, create_backbone
+from clbench.features import cache_root
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import TASK_INCREMENTAL, Batch, ExperienceInfo, StepStats
 from clbench.view import LearnerView
@@ -54,7 +56,7 @@ class CLRConfig(StrategyConfig):
     trunk: str = "auto"
     pretrain_epochs: int = 20
     pretrain_seed: int = 0
-    cache_dir: Optional[str] = None  # default $CLBENCH_CACHE/weights or ~/.cache/clbench/weights
+    cache_dir: Optional[str] = None  # default $CLBENCH_CACHE/weights (~/.cache/clbench/weights)
 
 
 #: config fields that set up our offline trunk, not the paper's recipe
@@ -187,7 +189,9 @@ def task_state_sizes(state: TaskState) -> dict[str, int]:
 
 # -- an offline pretrained trunk: supervised pretraining on scikit-learn's digits -----------
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("CLBENCH_CACHE", "~/.cache/clbench")).expanduser() / "weights"
+    """``<clbench cache>/weights``; with ``CLBENCH_CACHE=off``, a folder under the temp dir."""
+    root = cache_root()
+    return (root if root is not None else Path(tempfile.gettempdir()) / "clbench") / "weights"
 
 
 def pretrain_on_digits(
@@ -212,13 +216,11 @@ def pretrain_on_digits(
     if path.is_file() and meta_path.is_file():
         return path, {**json.loads(meta_path.read_text()), "cached": True}
 
-    from sklearn.datasets import load_digits
+    from scenarios.sources.digits import all_images
 
-    digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x, y = all_images()
     x = F.interpolate(x, size=tuple(input_shape[1:]), mode="bilinear", align_corners=False).clamp(0, 1)
     x = x.expand(-1, input_shape[0], -1, -1).contiguous()
-    y = torch.tensor(digits.target, dtype=torch.long)
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(y), generator=g)
     n_held = len(y) // 10

@@ -61,12 +61,11 @@ NOT_RECIPE = ("codebook_chunk", "precompute", "key_init_source", "encoder")
 def digits28() -> TensorData:
     """scikit-learn's bundled digits (1,797 images, 8x8, 0..16) as 1x28x28 images in
     [0, 1]: upsampled to 20x20 and padded by 4, the MNIST layout. Labels are unused."""
-    from sklearn.datasets import load_digits
+    from scenarios.sources.digits import all_images
 
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x, y = all_images()
     x = F.pad(F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False).clamp(0, 1), (4, 4, 4, 4))
-    return TensorData(x, torch.tensor(d.target, dtype=torch.long))
+    return TensorData(x, y)
 
 
 def key_init_data(name: str, data_root, limit: Optional[int], generator: torch.Generator) -> tuple[TensorData, str]:

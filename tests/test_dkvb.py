@@ -170,12 +170,12 @@ def test_second_run_reuses_the_feature_cache_and_gives_the_same_record(tmp_path,
         return DKVB(cfg, fmnist_tiny.info, BackboneConfig(name="cnn28"))
 
     first = run_on(fmnist_tiny, build(), tmp_path)
-    n_files = len(list((tmp_path / "cache").glob("*.pt")))
+    n_files = len(list((tmp_path / "cache" / "features").glob("*.pt")))
     assert n_files == 1 + 5 * 3  # key-init data + train/validation/test of 5 experiences
     monkeypatch.setattr(SmallCNN, "forward", lambda *a: (_ for _ in ()).throw(AssertionError("encoder ran")))
     second = run_on(fmnist_tiny, build(), tmp_path)
     assert second.matrix == first.matrix and second.strategy["details"] == first.strategy["details"]
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == n_files
+    assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == n_files
     assert any("random weights" in d for d in second.deviations) and any("backbone=cnn28" in d for d in second.deviations)
 
 

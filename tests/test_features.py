@@ -33,7 +33,7 @@ def test_second_encode_reads_the_cache_without_calling_the_encoder(tmp_path, mon
     monkeypatch.setenv("CLBENCH_CACHE", str(tmp_path))
     d = data()
     first = features.encode(cnn(), d, device=torch.device("cpu"), batch_size=16)
-    assert len(list(tmp_path.glob("*.pt"))) == 1
+    assert len(list((tmp_path / "features").glob("*.pt"))) == 1
     again = cnn()
     monkeypatch.setattr(type(again.trunk), "forward", lambda *a: (_ for _ in ()).throw(AssertionError("encoder ran")))
     hits = features.stats["hits"]
@@ -41,7 +41,7 @@ def test_second_encode_reads_the_cache_without_calling_the_encoder(tmp_path, mon
     assert features.stats["hits"] == hits + 1
     assert torch.equal(first.x, second.x) and torch.equal(first.y, second.y)
     assert second.fingerprint == first.fingerprint
-    assert not list(tmp_path.glob(".*.tmp")), "temporary file left behind"
+    assert not list((tmp_path / "features").glob(".*.tmp")), "temporary file left behind"
 
 
 def test_key_changes_with_weights_transform_and_data():

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from clbench import protocol, records
-from clbench.backbones import BackboneConfig
 from clbench.protocol import IncompatibleError, RunSettings
 from clbench.types import TASK_AGNOSTIC, TASK_INCREMENTAL
 

@@ -12,7 +12,6 @@ from hydra.core.config_store import ConfigStore
 from clbench.cli import run_from_config
 from clbench.config import compose
 from clbench.errors import DataMissingError
-from conftest import small_run_overrides
 from scenarios import cifar_digits  # noqa: F401  (registers the scenarios)
 from scenarios.class_incremental import ClassIncrementalConfig, build_class_incremental
 from scenarios.sources import cifar, digits

@@ -30,15 +30,21 @@ def split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(train), np.sort(test)
 
 
-def load(data_root: Optional[Path] = None, *, download: bool = False) -> LabelledSource:
-    """Both splits as float tensors in [0, 1], shape (N, 1, 8, 8), labels int64."""
-    import sklearn
+def all_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1,797 digits, unsplit: images (N, 1, 8, 8) in [0, 1] and int64 labels (for
+    uses outside a stream, e.g. pretraining or key initialisation)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
-    y = torch.from_numpy(bunch.target.astype(np.int64))
-    train, test = split_indices(bunch.target)
+    return torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1), torch.from_numpy(bunch.target.astype(np.int64))
+
+
+def load(data_root: Optional[Path] = None, *, download: bool = False) -> LabelledSource:
+    """Both splits as float tensors in [0, 1], shape (N, 1, 8, 8), labels int64."""
+    import sklearn
+
+    x, y = all_images()
+    train, test = split_indices(y.numpy())
     tag = f"digits/split{TEST_SIZE}-{SPLIT_SEED}"
     return LabelledSource(
         "digits",
