@@ -25,7 +25,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from clbench.backbones import BackboneConfig
-    from clbench.cli import run_from_config
+    from clbench.launch import run_from_config
     from clbench.config import compose
     from strategies import clr  # noqa: F401  (registers clr, clr_full)
     from strategies.clr import CLRConfig, default_cache_dir, pretrain_on_digits

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from clbench.backbones import create_backbone
-from clbench.cli import run_from_config
+from clbench.launch import run_from_config
 from clbench.config import compose, data_root
 from clbench.scenario import build_scenario
 

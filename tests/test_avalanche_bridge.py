@@ -124,7 +124,7 @@ def test_classic_benchmark_offline_names_where_it_looked(tmp_path):
 
 @pytest.mark.slow
 def test_avalanche_benchmark_runs_through_clbench_run(tmp_path):
-    from clbench.cli import run_from_config
+    from clbench.launch import run_from_config
     from clbench.config import compose
 
     cfg = compose(["strategy=naive", "scenario=avalanche_ti", "scenario.n_experiences=2", f"scenario.classes={CLASSES}",

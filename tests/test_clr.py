@@ -215,7 +215,7 @@ def test_cli_defaults_compose_offline_with_cnn28_and_digits_trunk():
 def test_split53_fixture_routes_global_class_ranges_and_task_ids(tmp_path):
     """Tasks 10, 11 and 53 of split53 (a generated miniature): task ids 9, 10, 52,
     global class ranges, zero forgetting, per-task increment with a task-sized head."""
-    from clbench.cli import run_from_config
+    from clbench.launch import run_from_config
     from fixtures.split53_layout import write_split53_fixture
 
     root = write_split53_fixture(tmp_path / "data", tasks=[10, 11, 53], per_class_train=10, per_class_test=4)

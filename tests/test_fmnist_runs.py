@@ -2,7 +2,7 @@
 import pytest
 
 from clbench import protocol
-from clbench.cli import run_from_config
+from clbench.launch import run_from_config
 from clbench.config import compose, data_root
 from clbench.scenario import build_scenario
 from omegaconf import OmegaConf

@@ -346,7 +346,7 @@ def test_mosaic_labels_are_exactly_the_classes_in_the_cells():
 @pytest.mark.usefixtures("fmnist_available")
 @pytest.mark.parametrize("strategy", ["naive", "joint", "er"])
 def test_baselines_run_end_to_end_on_mlfmnist(tmp_path, strategy):
-    from clbench.cli import run_from_config
+    from clbench.launch import run_from_config
     from clbench.config import compose
 
     record, path = run_from_config(compose([

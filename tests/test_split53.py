@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from clbench.cli import main, run_from_config
+from clbench.cli import main
+from clbench.launch import run_from_config
 from clbench.config import compose
 from clbench.errors import DataMissingError
 from clbench.scenario import Scenario

@@ -7,7 +7,7 @@ from torch.utils.data import Subset
 
 import scenarios.task_agnostic  # noqa: F401  (registers the presets until scenarios/__init__ imports it)
 from clbench import protocol
-from clbench.cli import run_from_config
+from clbench.launch import run_from_config
 from clbench.config import compose
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import TASK_AGNOSTIC, StepStats
