@@ -21,13 +21,17 @@ from clbench.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: input normalisations a backbone config may name: imagenet (torchvision), half (mean =
+#: std = 0.5, timm's augreg ViTs), none
+NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "half": ((0.5,) * 3, (0.5,) * 3), "none": None}
 
 
 @dataclass
 class BackboneConfig:
     """``weights``: ``none``, a torchvision enum member (``IMAGENET1K_V1``) or a file path.
     ``input_size``: resize inputs to this side (None keeps them). ``normalize``:
-    ``imagenet`` or ``none``. ``width``: base channel count (small CNN only)."""
+    ``imagenet``, ``half`` or ``none``. ``width``: base channel count (small CNN), or
+    embedding width / 6 (``vit_small``: 32 gives ViT-Tiny's 192)."""
 
     name: str = "cnn28"
     weights: str = "none"
@@ -45,10 +49,10 @@ class InputAdapter(nn.Module):
 
     def __init__(self, channels: int, input_size: Optional[int], normalize: str) -> None:
         super().__init__()
-        if normalize not in ("imagenet", "none"):
-            raise ValueError(f"unknown normalize {normalize!r}; valid choices: 'imagenet', 'none'")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalize {normalize!r}; valid choices: {sorted(NORMALIZATIONS)}")
         self.channels, self.input_size = channels, input_size
-        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalize == "imagenet" else ((0.0,) * channels, (1.0,) * channels)
+        mean, std = NORMALIZATIONS[normalize] or ((0.0,) * channels, (1.0,) * channels)
         self.register_buffer("mean", torch.tensor(mean[:channels]).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std[:channels]).view(1, -1, 1, 1), persistent=False)
         self.identity = normalize == "none" and input_size is None
@@ -168,7 +172,101 @@ def _torchvision_state(enum_name: str, member: str) -> tuple[dict, str]:
     return state, f"torchvision:{enum_name}.{member}"
 
 
+class ViTBackbone(Backbone):
+    """A timm VisionTransformer without its classifier, with access to its tokens:
+    ``embed(x)`` gives the token sequence entering block 0 (CLS first, positions added),
+    ``vit.blocks[k]`` each block (``norm1``, ``attn``, ``ls1``, ``norm2``, ``mlp``,
+    ``ls2``), ``vit.norm`` the final LayerNorm; ``forward`` is the CLS feature."""
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        vit = self.trunk
+        x = vit.patch_embed(self.adapter(x))
+        x = vit._pos_embed(x)
+        return vit.norm_pre(x)
+
+    def block_tokens(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The tokens after each block (before the final norm)."""
+        out, t = [], self.embed(x)
+        for block in self.trunk.blocks:
+            t = block(t)
+            out.append(t)
+        return out
+
+    @property
+    def vit(self) -> nn.Module:
+        return self.trunk
+
+
+VIT_B16_TIMM = "vit_base_patch16_224.augreg_in21k_ft_in1k"
+
+
+def _vit_state_from_file(path: str) -> tuple[dict, str]:
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise BackboneWeightsError(f"weights file {str(p)!r} does not exist; pass backbone.weights=none for a random init")
+        return load_file(str(p)), f"file:{p} sha256:{hashlib.sha256(p.read_bytes()).hexdigest()[:12]}"
+    return load_weights_file(path)
+
+
+def _hub_cached_file(repo: str) -> Optional[str]:
+    """A weights file of ``repo`` already in the Hugging Face cache, or None (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - timm depends on it
+        return None
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(repo, name)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _vit_b16(config: BackboneConfig, input_shape: tuple[int, ...]) -> Backbone:
+    """ViT-B/16 (timm ``vit_base_patch16_224.augreg_in21k_ft_in1k``, MULTI-LANE's backbone):
+    weights ``hub`` (timm's Hugging Face cache, offline), a file, or ``none``."""
+    import timm
+
+    model = timm.create_model(VIT_B16_TIMM, pretrained=False, num_classes=0)
+    source = "none (random init)"
+    if config.weights == "hub":
+        path = _hub_cached_file(f"timm/{VIT_B16_TIMM}")
+        if path is None:
+            raise BackboneWeightsError(
+                f"timm weights {VIT_B16_TIMM} are not in the Hugging Face cache (never downloaded at run time). "
+                f"Warm the cache where there is network (timm.create_model('{VIT_B16_TIMM}', pretrained=True)) and "
+                f"copy ~/.cache/huggingface here, or pass backbone.weights=/path/to/model.safetensors")
+        state, source = _vit_state_from_file(path)
+        source = f"timm:{VIT_B16_TIMM} (hub cache, {source})"
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")})
+    elif config.weights != "none":
+        state, source = _vit_state_from_file(config.weights)
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")})
+    return ViTBackbone(InputAdapter(3, config.input_size, config.normalize), model, model.num_features, source)
+
+
+def _vit_small(config: BackboneConfig, input_shape: tuple[int, ...]) -> Backbone:
+    """A small ViT for the offline 28/56-px scenarios: patch 4, width ``config.width * 6``
+    (192 by default: ViT-Tiny's), 6 blocks of 3 heads; random init or a file."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    c, h = input_shape[0], input_shape[-1]
+    size = config.input_size or h
+    width = config.width * 6
+    model = VisionTransformer(img_size=size, patch_size=4, in_chans=c, embed_dim=width, depth=6, num_heads=3,
+                              num_classes=0)
+    source = "none (random init)"
+    if config.weights != "none":
+        state, source = load_weights_file(config.weights)
+        model.load_state_dict(state)
+    return ViTBackbone(InputAdapter(c, config.input_size, config.normalize), model, width, source)
+
+
 BACKBONES.register("cnn28", _small_cnn)
+BACKBONES.register("vit_b16", _vit_b16)
+BACKBONES.register("vit_small", _vit_small)
 BACKBONES.register("resnet18", _torchvision_resnet("resnet18", "ResNet18_Weights"))
 BACKBONES.register("resnet50", _torchvision_resnet("resnet50", "ResNet50_Weights"))
 
@@ -177,6 +275,8 @@ BACKBONE_PRESETS = {
     "cnn28": BackboneConfig(name="cnn28"),
     "resnet18": BackboneConfig(name="resnet18", weights="IMAGENET1K_V1", input_size=224, normalize="imagenet"),
     "resnet50": BackboneConfig(name="resnet50", weights="IMAGENET1K_V2", input_size=224, normalize="imagenet"),
+    "vit_b16": BackboneConfig(name="vit_b16", weights="hub", input_size=224, normalize="half"),
+    "vit_small": BackboneConfig(name="vit_small", weights="none", normalize="none"),
 }
 
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-USAGE = """clbench <command> ...
+USAGE = """clbench <command> ...    (clbench --version: the installed version)
 
 commands:
   run [key=value ...]   train and evaluate one strategy on one scenario, e.g.
@@ -23,10 +23,37 @@ commands:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of ``clbench``; returns the exit status. A closed standard output
+    (``clbench list | head``) ends the command quietly."""
+    try:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141  # as a shell reports a process ended by SIGPIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (tests capture it)
+        pass
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version", "version"):
+        from clbench import __version__
+
+        print(f"clbench {__version__}")
+        return 0
     command, rest = argv[0], argv[1:]
     commands = {"run": run_command, "list": list_command, "show": show_command,
                 "leaderboard": leaderboard_command, "data": data_command}
@@ -40,6 +67,11 @@ def run_command(args: list[str]) -> int:
     """``clbench run``: one run is composed here, so that bad overrides get a message
     naming the valid choices; flags such as ``-m`` (sweeps) go to Hydra's own entry
     point, so launchers (local, Submitit) work unchanged."""
+    from clbench.validate import check_overrides
+
+    problems = check_overrides(args)  # before the plugins (and torch) are imported: a refusal is instant
+    if problems:
+        return _refuse(problems)
     from clbench.config import store_configs
 
     store_configs()
@@ -53,6 +85,13 @@ def run_command(args: list[str]) -> int:
         print(f"clbench: error: {explain_config_error(err, args)}", file=sys.stderr)
         return 2
     return execute(cfg)
+
+
+def _refuse(problems: list[str]) -> int:
+    """Print the reasons a config is refused (one line each) and return 2."""
+    for problem in problems:
+        print(f"clbench: error: {problem}", file=sys.stderr)
+    return 2
 
 
 def _hydra_main(args: list[str]) -> int:
@@ -115,26 +154,46 @@ def _valid_keys(parent: str, overrides: list[str]) -> list[str]:
 
 
 def execute(cfg) -> int:
-    """Run one composed config; user errors print one message and return 2."""
+    """Validate and run one composed config; user errors print one message and return 2."""
     from clbench.errors import user_errors
+    from clbench.validate import check_config
 
+    problems = check_config(cfg)  # every setting, wherever it came from, before anything is built
+    if problems:
+        return _refuse(problems)
     try:
         from clbench.launch import run_from_config
 
         record, path = run_from_config(cfg)
     except user_errors() as err:
         print(f"clbench: error: {err}", file=sys.stderr)
+        _print_log_locations(sys.stderr)
         return 2
+    except BaseException:
+        _print_log_locations(sys.stderr)  # a failed or interrupted run still has its W&B run
+        raise
     from rich.console import Console
 
     from clbench.console import print_record
 
     console = Console()
     print_record(record, console)
-    console.print(f"record: {path}")
-    for name, where in record.environment.get("logs", {}).items():
-        console.print(f"{name}: {where}")
+    console.print(f"record: {path}", soft_wrap=True, markup=False, highlight=False)
+    logs = record.environment.get("logs", {}) if isinstance(record.environment, dict) else {}
+    for name, where in (logs.items() if isinstance(logs, dict) else []):
+        if name != "WandbLogger":  # printed below, with the upload hint
+            console.print(f"{name}: {where}", soft_wrap=True, markup=False, highlight=False)
+    _print_log_locations(sys.stdout)
     return 0
+
+
+def _print_log_locations(stream) -> None:
+    """Say (once) where this process's W&B runs went, with ``wandb sync`` for offline ones."""
+    module = sys.modules.get("clbench.loggers.wandb_logger")
+    if module is None:
+        return
+    while module.FINISHED:
+        print(module.location_line(module.FINISHED.pop(0)), file=stream, flush=True)
 
 
 def list_command(args: list[str]) -> int:
@@ -175,16 +234,22 @@ def list_command(args: list[str]) -> int:
 
 def show_command(args: list[str]) -> int:
     """Print a saved run's matrix and metrics."""
-    parser = argparse.ArgumentParser(prog="clbench show")
-    parser.add_argument("record", type=Path)
-    ns = parser.parse_args(args)
+    parser = argparse.ArgumentParser(prog="clbench show", description="Print a saved run's matrix and metrics.")
+    parser.add_argument("record", type=Path, help="a run record, e.g. results/runs/<scenario>/<strategy>/<run_id>.json")
+    try:
+        ns = parser.parse_args(args)
+    except SystemExit as exit_:  # argparse printed the usage
+        return int(exit_.code or 0)
     from clbench.console import print_record
     from clbench.records import RecordError, load
 
     try:
         record = load(ns.record)
     except RecordError as err:
-        print(f"clbench: error: {err}", file=sys.stderr)
+        hint = ""
+        if ns.record.is_dir():
+            hint = f"; for a table of the runs under it: clbench leaderboard {ns.record}"
+        print(f"clbench: error: {err}{hint}", file=sys.stderr)
         return 2
     print_record(record)
     return 0

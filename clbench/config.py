@@ -27,6 +27,7 @@ class RunConfig:
 
     defaults: List[Any] = field(default_factory=lambda: [
         "_self_", {"backbone": "cnn28"}, {"logger": "wandb"}, {"strategy": "naive"}, {"scenario": "split_fmnist"},
+        {"addon": "none"},
     ])
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -37,10 +38,13 @@ class RunConfig:
     progress: bool = True
     count_flops: bool = False
     num_workers: int = 0
+    log_every: int = 50  # optimisation steps per point of the loss curve
+    eval_rows: str = "all"  # all | final (only row 0 and the last row; for checks and quick runs)
     strategy: Any = MISSING
     scenario: Any = MISSING
     backbone: Any = MISSING
     logger: Any = MISSING
+    addon: Any = MISSING
 
 
 _stored = False
@@ -58,6 +62,9 @@ def store_configs() -> None:
         cs.store(group="backbone", name=name, node=preset)
     for name, preset in LOGGER_PRESETS.items():
         cs.store(group="logger", name=name, node=preset)
+    from clbench.addon import AddonConfig
+
+    cs.store(group="addon", name="none", node=AddonConfig(name="none"))
     load_plugins()  # strategies and scenarios store themselves on import
 
 
@@ -68,7 +75,26 @@ def compose(overrides: list[str]) -> DictConfig:
 
     store_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    _COMPOSED_WITH[id(cfg)] = list(overrides)
+    return cfg
+
+
+#: the overrides each composed config was made from (what the user set explicitly)
+_COMPOSED_WITH: dict[int, list[str]] = {}
+
+
+def explicit_overrides(cfg: DictConfig) -> Optional[list[str]]:
+    """The command-line overrides ``cfg`` was composed from, where known."""
+    found = _COMPOSED_WITH.get(id(cfg))
+    if found is not None:
+        return found
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:  # noqa: BLE001 - not composed here nor inside a Hydra app
+        return None
 
 
 def default_data_root() -> Path:

@@ -125,3 +125,17 @@ def concat(datasets: Sequence[Dataset]) -> Dataset:
             fingerprint="+".join(d.fingerprint for d in datasets),
         )
     return torch.utils.data.ConcatDataset(list(datasets))
+
+
+def gather(datasets: Sequence[Dataset], source: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One batch: sample ``rows[k]`` of ``datasets[source[k]]`` for each k, in that order."""
+    if all(isinstance(d, TensorData) for d in datasets):
+        first = datasets[int(source[0])].tensors
+        out = [torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype) for t in first]
+        for e in source.unique().tolist():
+            at = source == e
+            for k, t in enumerate(datasets[e].tensors):
+                out[k][at] = t[rows[at]]
+        return tuple(out)
+    items = [datasets[int(e)][int(r)] for e, r in zip(source, rows)]
+    return tuple(torch.stack([torch.as_tensor(item[k]) for item in items]) for k in range(len(items[0])))

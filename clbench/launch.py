@@ -1,12 +1,20 @@
 """Build and run what a composed config describes (the core of ``clbench run``)."""
 from __future__ import annotations
 
+from typing import Any
 
-def run_from_config(cfg):
-    """Check, build and run what ``cfg`` describes; return ``(record, path)``."""
+
+def run_from_config(cfg: Any, *, backbone_given: bool | None = None):
+    """Check, build and run what ``cfg`` describes; return ``(record, path)``.
+
+    The backbone is the scenario's default unless the strategy prefers another for this
+    scenario (``Strategy.preferred_backbone``) and ``backbone=`` was not given on the
+    command line (``backbone_given``; None: read Hydra's overrides where there are any)."""
     from omegaconf import OmegaConf
 
     from clbench import protocol
+    from clbench.addon import build_addon
+    from clbench.backbones import BACKBONE_PRESETS
     from clbench.config import data_root, to_dict
     from clbench.loggers import build_loggers
     from clbench.scenario import build_scenario
@@ -17,13 +25,32 @@ def run_from_config(cfg):
     settings = protocol.RunSettings(
         seed=cfg.seed, device=cfg.device, val_fraction=cfg.val_fraction, eval_batch_size=cfg.eval_batch_size,
         results_dir=cfg.results_dir, progress=cfg.progress, count_flops=cfg.count_flops, num_workers=cfg.num_workers,
+        log_every=cfg.log_every, eval_rows=cfg.eval_rows,
     )
     protocol.resolve_device(settings.device)
     protocol.seed_everything(cfg.seed)
     scenario = build_scenario(OmegaConf.to_object(cfg.scenario), data_root=data_root(cfg), seed=cfg.seed)
-    strategy = strategy_cls(
-        OmegaConf.to_object(cfg.strategy), scenario.info, OmegaConf.to_object(cfg.backbone),
-        seed=cfg.seed, data_root=data_root(cfg),
-    )
+    info = scenario.info_for(settings.val_fraction)
+    backbone = OmegaConf.to_object(cfg.backbone)
+    preferred = strategy_cls.preferred_backbone(info)
+    if backbone_given is None:
+        backbone_given = _backbone_overridden(cfg)
+    if preferred and not backbone_given and preferred != backbone.name:
+        if preferred not in BACKBONE_PRESETS:
+            raise ValueError(f"strategy {cfg.strategy.name!r} prefers backbone {preferred!r}, which is not a preset; "
+                             f"valid choices: {sorted(BACKBONE_PRESETS)}")
+        backbone = BACKBONE_PRESETS[preferred]
+        cfg = OmegaConf.merge(cfg, {"backbone": OmegaConf.structured(backbone)})
+    strategy = strategy_cls(OmegaConf.to_object(cfg.strategy), info, backbone, seed=cfg.seed)
+    addon = build_addon(OmegaConf.to_object(cfg.addon), info, seed=cfg.seed) if "addon" in cfg else None
     loggers = build_loggers(cfg.logger, cfg.results_dir)
-    return protocol.run(scenario, strategy, settings=settings, loggers=loggers, config=to_dict(cfg))
+    return protocol.run(scenario, strategy, settings=settings, loggers=loggers, config=to_dict(cfg), addon=addon,
+                        data_root=data_root(cfg))
+
+
+def _backbone_overridden(cfg: Any) -> bool:
+    """Whether ``backbone=`` (or a ``backbone.`` key) was among the explicit overrides."""
+    from clbench.config import explicit_overrides
+
+    overrides = explicit_overrides(cfg) or []
+    return any(o.split("=", 1)[0].lstrip("+~").startswith("backbone") for o in overrides)

@@ -88,3 +88,44 @@ def summarize(R: Matrix, union_accuracy: Sequence[float], kind: str) -> dict[str
         "BWT": backward_transfer(R),
         "FWT": None if kind in NO_FWT_KINDS else forward_transfer(R),
     }
+
+
+def forgetting_matrix_schedule(R: Matrix, first_step: Sequence[int]) -> list[list[Optional[float]]]:
+    """F over a schedule: S+1 rows (steps), one column per experience, ``first_step[j]``
+    = the step (1-based) at which column j was first trained. F[i][j] = max_{l in
+    first_j..i-1} R[l][j] - R[i][j] for i > first_j; S x J list, None elsewhere. Equal
+    to :func:`forgetting_matrix` when ``first_step`` is 1..T."""
+    a = np.asarray(R, dtype=float)
+    S, J = a.shape[0] - 1, a.shape[1]
+    F: list[list[Optional[float]]] = [[None] * J for _ in range(S)]
+    for i in range(1, S + 1):
+        for j in range(J):
+            f = first_step[j]
+            if i > f:
+                F[i - 1][j] = float(a[f:i, j].max() - a[i, j])
+    return F
+
+
+def summarize_schedule(R: Matrix, union_accuracy: Sequence[Optional[float]], kind: str,
+                       first_step: Sequence[int]) -> dict[str, Optional[float]]:
+    """:func:`summarize` for a matrix whose rows are steps of a schedule that may revisit
+    experiences (columns = distinct experiences, ``first_step[j]`` 1-based). ACC = mean
+    of the last row; FGT / BWT over the columns first trained before the last step;
+    FWT = mean over j first trained at step s_j >= 2 of R[s_j - 1][j] - R[0][j]. With
+    ``first_step`` = 1..T these are exactly PROTOCOL.md's definitions."""
+    a = np.asarray(R, dtype=float)
+    S = a.shape[0] - 1
+    if S < 1 or a.shape[1] == 0:
+        return {"ACC": None, "AIA": None, "FGT": None, "BWT": None, "FWT": None}
+    old = [j for j in range(a.shape[1]) if first_step[j] < S]
+    F = forgetting_matrix_schedule(a, first_step)
+    union = [u for u in union_accuracy if u is not None]
+    later = [j for j in range(a.shape[1]) if first_step[j] >= 2]
+    return {
+        "ACC": float(a[S].mean()),
+        "AIA": float(np.mean(union)) if union else None,
+        "FGT": float(np.mean([F[S - 1][j] for j in old])) if old else None,
+        "BWT": float(np.mean([a[S, j] - a[first_step[j], j] for j in old])) if old else None,
+        "FWT": None if kind in NO_FWT_KINDS or not later else
+        float(np.mean([a[first_step[j] - 1, j] - a[0, j] for j in later])),
+    }

@@ -38,8 +38,7 @@ from typing import Optional, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from clbench.data import iterate
-from clbench.evaluation import EVALUATORS, Predict, RowResult, seen_classes
+from clbench.evaluation import EVALUATORS, Evaluator, RowResult, Scored, seen_classes, seen_experiences
 from clbench.scenario import Scenario
 from clbench.types import MULTILABEL
 
@@ -98,54 +97,65 @@ def f1_scores(logits: torch.Tensor, labels: torch.Tensor, classes: Sequence[int]
     return {"CP": cp, "CR": cr, "CF1": cf1, "OP": op, "OR": orec, "OF1": of1}
 
 
-def _collect(predict: Predict, datasets: Sequence[Dataset], device: torch.device, batch_size: int):
-    logits, labels = [], []
-    for data in datasets:
-        for x, y, *_ in iterate(data, batch_size, shuffle=False):
-            logits.append(predict(x.to(device, non_blocking=True), None).detach().float().cpu())
-            labels.append(y.bool().cpu())
-    if not logits:
-        return None, None
-    return torch.cat(logits), torch.cat(labels)
-
-
 def threshold_of(scenario: Scenario) -> float:
     return float(scenario.description.get("threshold", DEFAULT_THRESHOLD))
 
 
-@torch.no_grad()
-def evaluate_multilabel(predict: Predict, scenario: Scenario, step: int, test_sets: list[Dataset],
-                        *, device: torch.device, batch_size: int) -> RowResult:
-    """Row ``step`` of the matrix for a multi-label scenario (see the module docstring);
-    ``predict`` returns logits ``(B, num_classes)``."""
-    T = len(scenario.experiences)
-    threshold = threshold_of(scenario)
-    if step == 0:  # nothing seen: an empty joint test set
-        none = dict.fromkeys(("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1"))
-        extra = {**none, "AP": [None] * scenario.num_classes, "skipped": 0, "skipped_classes": [], "images": 0}
-        return RowResult([0.0] * T, None, {**extra, "threshold": threshold})
-    classes = seen_classes(scenario, step)
-    logits, labels = _collect(predict, test_sets[:step], device, batch_size)
-    if logits is None:
-        logits = torch.zeros(0, scenario.num_classes)
-        labels = torch.zeros(0, scenario.num_classes, dtype=torch.bool)
-    ap = average_precisions(logits, labels, classes)
-    accuracy = []
-    for j, exp in enumerate(scenario.experiences):
-        value = mean_ap(ap, exp.classes) if j < step else None
-        accuracy.append(0.0 if value is None else value)
-    overall = mean_ap(ap, classes)
-    skipped = [c for c in classes if ap[c] is None]
-    extra = {
-        "mAP": overall,
-        "AP": [ap.get(c) for c in range(scenario.num_classes)],
-        "skipped": len(skipped),
-        "skipped_classes": skipped,
-        "images": int(len(labels)),
-        "threshold": threshold,
-        **f1_scores(logits, labels, classes, threshold),
-    }
-    return RowResult(accuracy, 0.0 if overall is None else overall, extra)
+class MultiLabelEvaluator(Evaluator):
+    """Row ``step`` of a multi-label scenario (module docstring): the joint test set of
+    the seen experiences, scored in mixed batches; ``predict`` returns logits."""
+
+    def evaluated(self, scenario: Scenario, step: int) -> list[int]:
+        return seen_experiences(scenario, step)
+
+    def reduce(self, scores: torch.Tensor, experience: torch.Tensor, labels: torch.Tensor, scenario: Scenario,
+               step: int) -> torch.Tensor:
+        return scores.detach().float().cpu()
+
+    def row(self, scenario: Scenario, step: int, scored: Scored, test_sets: list[Dataset]) -> RowResult:
+        T = len(scenario.experiences)
+        threshold = threshold_of(scenario)
+        if step == 0:  # nothing seen: an empty joint test set
+            none = dict.fromkeys(("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1"))
+            extra = {**none, "AP": [None] * scenario.num_classes, "skipped": 0, "skipped_classes": [], "images": 0}
+            return RowResult([0.0] * T, None, {**extra, "threshold": threshold})
+        classes = seen_classes(scenario, step)
+        if scored.kept is None:
+            logits = torch.zeros(0, scenario.num_classes)
+            labels = torch.zeros(0, scenario.num_classes, dtype=torch.bool)
+        else:
+            logits, labels = scored.kept, scored.labels.bool()
+        ap = average_precisions(logits, labels, classes)
+        seen = set(seen_experiences(scenario, step))
+        accuracy = []
+        for j, exp in enumerate(scenario.experiences):
+            value = mean_ap(ap, exp.classes) if j in seen else None
+            accuracy.append(0.0 if value is None else value)
+        overall = mean_ap(ap, classes)
+        skipped = [c for c in classes if ap[c] is None]
+        extra = {
+            "mAP": overall,
+            "AP": [ap.get(c) for c in range(scenario.num_classes)],
+            "skipped": len(skipped),
+            "skipped_classes": skipped,
+            "images": int(len(labels)),
+            "threshold": threshold,
+            **f1_scores(logits, labels, classes, threshold),
+        }
+        return RowResult(accuracy, 0.0 if overall is None else overall, extra)
+
+    @staticmethod
+    def extra_metrics(row_extras: list[dict]) -> dict[str, Optional[float]]:
+        return extra_metrics(row_extras)
+
+
+def evaluate_multilabel(predict, scenario: Scenario, step: int, test_sets: list[Dataset], *, device: torch.device,
+                        batch_size: int) -> RowResult:
+    """Row ``step`` of a multi-label scenario's matrix (mixed batches; see ``clbench.evaluation``)."""
+    from clbench.evaluation import evaluate_row
+
+    return evaluate_row(predict, scenario, step, test_sets, device=device, batch_size=batch_size,
+                        evaluator=EVALUATORS.get(MULTILABEL))
 
 
 def extra_metrics(row_extras: list[dict]) -> dict[str, Optional[float]]:
@@ -163,5 +173,4 @@ def extra_metrics(row_extras: list[dict]) -> dict[str, Optional[float]]:
     }
 
 
-evaluate_multilabel.extra_metrics = extra_metrics  # type: ignore[attr-defined]
-EVALUATORS.register(MULTILABEL, evaluate_multilabel)
+EVALUATORS.register(MULTILABEL, MultiLabelEvaluator())

@@ -1,13 +1,32 @@
-"""Figures of run results (matplotlib, headless)."""
+"""Figures of run results (matplotlib, headless).
+
+Text from records (strategy labels, config values) is escaped, so a ``$`` never reaches
+matplotlib's math parser. :func:`save_figure` writes a figure as PNG and SVG.
+"""
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+#: Families whose accuracy matrix is 0 by construction before training (row 0) and on
+#: experiences not yet seen (j > i): predictions range only over the classes seen so far.
+STRUCTURAL_ZERO_KINDS = frozenset({"class_incremental", "task_agnostic", "multilabel"})
+DPI = 100
+
+
+def plain_text(text: object) -> str:
+    """``text`` shown literally by matplotlib (``$`` escaped: no mathtext)."""
+    return str(text).replace("$", r"\$")
+
+
+def _cell(v: object) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
 
 
 def matrix_heatmap(
@@ -21,14 +40,17 @@ def matrix_heatmap(
     vmax: float = 1.0,
 ):
     """A heatmap with the values written in the cells; empty cells (None) left blank."""
-    a = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * a.shape[1], 0.8 + 0.5 * a.shape[0]), dpi=100)
+    width = max((len(r) for r in matrix), default=0)
+    a = np.array([[_cell(v) for v in row] + [np.nan] * (width - len(row)) for row in matrix], dtype=float)
+    if a.size == 0:
+        a = np.full((max(1, len(matrix)), max(1, width)), np.nan)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * a.shape[1], 0.8 + 0.5 * a.shape[0]), dpi=DPI)
     im = ax.imshow(np.ma.masked_invalid(a), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(a.shape[1]), labels=list(col_labels))
-    ax.set_yticks(range(a.shape[0]), labels=list(row_labels))
+    ax.set_xticks(range(a.shape[1]), labels=[plain_text(c) for c in list(col_labels)[: a.shape[1]]])
+    ax.set_yticks(range(a.shape[0]), labels=[plain_text(r) for r in list(row_labels)[: a.shape[0]]])
     ax.set_xlabel("evaluated on experience")
     ax.set_ylabel("after training")
-    ax.set_title(title)
+    ax.set_title(plain_text(title))
     if a.size <= 400:
         for (i, j), v in np.ndenumerate(a):
             if not np.isnan(v):
@@ -41,15 +63,25 @@ def matrix_heatmap(
     return fig
 
 
-def accuracy_heatmap(matrix: Sequence[Sequence[float]], title: str = "accuracy matrix"):
-    T = len(matrix[0]) if matrix else 0
-    return matrix_heatmap(matrix, title, row_labels=["init"] + [str(i) for i in range(1, len(matrix))],
+def blank_structural_zeros(matrix: Sequence[Sequence[Optional[float]]]) -> list[list[Optional[float]]]:
+    """The accuracy matrix with the cells that are 0 by construction (row 0, and j > i)
+    set to None: no measurement, not a 0 accuracy."""
+    return [[None if i == 0 or j >= i else v for j, v in enumerate(row)] for i, row in enumerate(matrix)]
+
+
+def accuracy_heatmap(matrix: Sequence[Sequence[Optional[float]]], title: str = "accuracy matrix", *,
+                     kind: Optional[str] = None):
+    """The (T+1) x T accuracy matrix; for the families of :data:`STRUCTURAL_ZERO_KINDS`
+    the structural zeros are left blank."""
+    T = max((len(r) for r in matrix), default=0)
+    shown = blank_structural_zeros(matrix) if kind in STRUCTURAL_ZERO_KINDS else matrix
+    return matrix_heatmap(shown, title, row_labels=["init"] + [str(i) for i in range(1, len(matrix))],
                           col_labels=[str(j) for j in range(1, T + 1)])
 
 
 def forgetting_heatmap(F: Sequence[Sequence[Optional[float]]], title: str = "forgetting matrix"):
-    T = len(F)
-    return matrix_heatmap(F, title, row_labels=[str(i) for i in range(1, T + 1)],
+    T = max(len(F), max((len(r) for r in F), default=0))
+    return matrix_heatmap(F, title, row_labels=[str(i) for i in range(1, len(F) + 1)],
                           col_labels=[str(j) for j in range(1, T + 1)], cmap="magma_r")
 
 
@@ -61,20 +93,33 @@ def accuracy_curves(
 ):
     """Accuracy after each step, one line per strategy (mean over seeds, band of ± one
     std); ``curves`` maps a label to (means, stds) in [0, 1] for steps 1..T."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=100)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=DPI)
     for label, (mean, std) in curves.items():
         steps = np.arange(1, len(mean) + 1)
-        m, s = 100 * np.asarray(mean, dtype=float), 100 * np.asarray(std, dtype=float)
-        (line,) = ax.plot(steps, m, marker="o", label=label)
+        m = 100 * np.array([_cell(v) for v in mean], dtype=float)
+        s = 100 * np.array([_cell(v) for v in std], dtype=float)
+        (line,) = ax.plot(steps, m, marker="o", label=plain_text(label))
         ax.fill_between(steps, m - s, m + s, color=line.get_color(), alpha=0.2, linewidth=0)
     longest = max((len(m) for m, _ in curves.values()), default=1)
     ax.set_xticks(range(1, longest + 1))
     ax.set_xlabel("after training experience")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(plain_text(ylabel))
     ax.set_ylim(0, 100)
-    ax.set_title(title)
+    ax.set_title(plain_text(title))
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
+
+
+def save_figure(fig, stem: Union[str, Path], *, dpi: int = 200, close: bool = True) -> list[Path]:
+    """Write ``fig`` as ``<stem>.png`` (``dpi``) and ``<stem>.svg`` (vector); return both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
+    fig.savefig(paths[0], format="png", dpi=dpi, metadata={"Software": None})
+    fig.savefig(paths[1], format="svg", metadata={"Date": None})
+    if close:
+        plt.close(fig)
+    return paths

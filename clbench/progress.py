@@ -1,45 +1,215 @@
-"""Progress bars for training and evaluation phases (rich), silent when disabled."""
+"""Progress of a run's phases ("prepare", "train 2/5", "eval 2/5", ...).
+
+On a terminal: one rich bar per phase with the count (``done/total`` where the total is
+known), elapsed time, ETA and a postfix the protocol sets (epoch, running loss). Without
+a terminal (SLURM logs, ``> file``): plain lines, one when a phase ends and one about
+every ``interval`` seconds while it runs. Silent when disabled.
+
+API (used by the protocol)::
+
+    with PhaseProgress(enabled) as progress:
+        with progress.phase("train 2/5", total=n_samples) as advance:  # advance is None when disabled
+            advance(len(batch))
+            progress.set_postfix("epoch 1/3 · loss 0.43")   # or advance.set_postfix(...)
+"""
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Optional
+import sys
+import threading
+import time
+from typing import Callable, Iterator, Optional, TextIO
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(0.0, seconds):.1f}s"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _count(n: float) -> str:
+    return f"{int(n):,}" if float(n).is_integer() else f"{n:,.1f}"
+
+
+class Advance:
+    """The callable a phase yields: ``advance(n)`` adds ``n`` units; ``set_postfix(text)``
+    and ``set_total(n)`` update what the phase shows."""
+
+    def __init__(self, owner: "PhaseProgress", phase: "_Phase") -> None:
+        self._owner, self._phase = owner, phase
+
+    def __call__(self, n: float = 1) -> None:
+        self._owner._advance(self._phase, n)
+
+    def set_postfix(self, text: str) -> None:
+        self._owner._set(self._phase, postfix=text)
+
+    def set_total(self, total: Optional[float]) -> None:
+        self._owner._set(self._phase, total=total)
+
+
+class _Phase:
+    def __init__(self, description: str, total: Optional[float], unit: str) -> None:
+        self.description, self.total, self.unit = description, total, unit
+        self.done = 0.0
+        self.postfix = ""
+        self.start = time.monotonic()
+        self.last_line = self.start
+        self.task = None  # rich task id
 
 
 class PhaseProgress:
-    """One bar per phase ("train 2/5", "eval 2/5"), advanced by samples seen."""
+    """Progress of the phases of a run, as bars (terminal) or lines (anything else).
 
-    def __init__(self, enabled: bool = True) -> None:
+    ``mode``: "auto" (bars on a terminal, lines otherwise), "bar" or "lines";
+    ``interval``: seconds between the lines of a running phase; ``stream``: where to
+    write (default stdout)."""
+
+    def __init__(self, enabled: bool = True, *, mode: str = "auto", interval: float = 10.0,
+                 stream: Optional[TextIO] = None) -> None:
+        self.enabled = enabled
+        self.interval = interval
+        self._stream = stream
         self._progress = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        self._current: Optional[_Phase] = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat: Optional[threading.Thread] = None
+        if not enabled:
+            self.mode = "off"
+            return
+        out = stream or sys.stdout
+        if mode == "auto":
+            mode = "bar" if getattr(out, "isatty", lambda: False)() else "lines"
+        self.mode = mode
+        if mode == "bar":
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
-                TimeElapsedColumn(), transient=False,
+                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[postfix]}"),
+                transient=False, console=Console(file=out) if stream is not None else None,
             )
 
     def __enter__(self) -> "PhaseProgress":
         if self._progress is not None:
             self._progress.start()
+        elif self.mode == "lines":  # a line every interval even while a phase reports nothing
+            self._stop.clear()
+            self._heartbeat = threading.Thread(target=self._beat, name="clbench-progress", daemon=True)
+            self._heartbeat.start()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             self._progress.stop()
+        if self._heartbeat is not None:
+            self._stop.set()
+            self._heartbeat.join(timeout=1)
+            self._heartbeat = None
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.interval)):
+            ph = self._current
+            if ph is not None and time.monotonic() - ph.last_line >= self.interval:
+                self._line(ph)
 
     @contextlib.contextmanager
-    def phase(self, description: str, total: Optional[int] = None) -> Iterator[Optional[Callable[[int], None]]]:
-        """Yield a callback ``advance(n_samples)`` (or None when disabled)."""
-        if self._progress is None:
+    def phase(self, description: str, total: Optional[float] = None, unit: str = "samples"
+              ) -> Iterator[Optional[Callable[[int], None]]]:
+        """Yield a callback ``advance(n)`` (an :class:`Advance`; None when disabled).
+        ``total`` (in ``unit``) gives a bar and an ETA; None when unknown."""
+        if not self.enabled:
             yield None
             return
-        task = self._progress.add_task(description, total=total)
-        progress = self._progress
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-
+        ph = _Phase(description, total, unit)
+        previous, self._current = self._current, ph
+        if self._progress is not None:
+            ph.task = self._progress.add_task(description, total=total, count=self._count_text(ph), postfix="")
         try:
-            yield advance
+            yield Advance(self, ph)
         finally:
-            progress.update(task, total=progress.tasks[task].completed)
+            self._current = previous
+            if self._progress is not None:  # the bar ends full, at what was done
+                self._progress.update(ph.task, total=ph.done or 1, completed=ph.done or 1,
+                                      count=self._count_text(ph, final=True))
+            elif self.mode == "lines":
+                self._line(ph, final=True)
+
+    def set_postfix(self, text: str) -> None:
+        """Show ``text`` (e.g. "epoch 2/5 · loss 0.43") after the current phase's bar or line."""
+        if self._current is not None:
+            self._set(self._current, postfix=text)
+
+    def print(self, text: str) -> None:
+        """A line of its own (e.g. the run's plan), above the bars; nothing when disabled."""
+        if not self.enabled:
+            return
+        if self._progress is not None:
+            self._progress.console.print(text, soft_wrap=True, markup=False, highlight=False)
+        else:
+            self._write(text)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _advance(self, ph: _Phase, n: float) -> None:
+        ph.done += n
+        if self._progress is not None:
+            self._progress.update(ph.task, advance=n, count=self._count_text(ph))
+        elif self.mode == "lines" and time.monotonic() - ph.last_line >= self.interval:
+            self._line(ph)
+
+    def _set(self, ph: _Phase, *, postfix: Optional[str] = None, total: Optional[float] = -1) -> None:
+        if postfix is not None:
+            ph.postfix = postfix
+        if total != -1:
+            ph.total = total
+        if self._progress is not None and ph.task is not None:
+            fields = {"postfix": ph.postfix, "count": self._count_text(ph)}
+            if total != -1:
+                self._progress.update(ph.task, total=total, **fields)
+            else:
+                self._progress.update(ph.task, **fields)
+
+    @staticmethod
+    def _count_text(ph: _Phase, final: bool = False) -> str:
+        if ph.total is None or final:
+            return f"{_count(ph.done)} {ph.unit}" if ph.done or ph.total else ""
+        return f"{_count(ph.done)}/{_count(ph.total)} {ph.unit}"
+
+    def _line(self, ph: _Phase, final: bool = False) -> None:
+        with self._lock:
+            self._line_locked(ph, final)
+
+    def _line_locked(self, ph: _Phase, final: bool) -> None:
+        now = time.monotonic()
+        ph.last_line = now
+        elapsed = now - ph.start
+        parts = [ph.description + ":"]
+        if final:
+            parts.append(f"done in {_duration(elapsed)}" + (f", {_count(ph.done)} {ph.unit}" if ph.done else ""))
+        else:
+            if ph.total:
+                pct = 100 * ph.done / ph.total
+                parts.append(f"{_count(ph.done)}/{_count(ph.total)} {ph.unit} ({pct:.0f}%), {_duration(elapsed)}")
+                if 0 < ph.done < ph.total:
+                    parts.append(f"ETA {_duration(elapsed * (ph.total - ph.done) / ph.done)}")
+            elif ph.done:
+                parts.append(f"{_count(ph.done)} {ph.unit}, {_duration(elapsed)}")
+            else:
+                parts.append(f"running, {_duration(elapsed)}")
+        if ph.postfix:
+            parts.append(f"· {ph.postfix}")
+        self._write(" ".join(parts))
+
+    def _write(self, text: str) -> None:
+        out = self._stream or sys.stdout
+        try:
+            out.write(text + "\n")
+            out.flush()
+        except (OSError, ValueError):  # a closed log: progress never stops a run
+            pass

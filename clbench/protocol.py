@@ -7,31 +7,41 @@ evaluated before any training. After each experience the record is saved (status
 """
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import platform
 import resource
+import signal
 import subprocess
-import time
+import threading
 import uuid
 import warnings
+from collections import defaultdict
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from clbench import metrics, records
+from clbench.addon import Addon
+from clbench.augment import get_augmentation
+from clbench.auxdata import load_aux
 from clbench.backbones import Backbone, count_parameters
-from clbench.data import split_validation
-from clbench.evaluation import EVALUATORS
+from clbench.data import gather, split_validation
+from clbench.evaluation import EVALUATORS, NonFiniteError, RowResult, routing_accuracy, score_mixed
 from clbench.features import encode
+from clbench.phases import PhaseClock, is_training_phase
 from clbench.progress import PhaseProgress
 from clbench.records import RunRecord
 from clbench.scenario import Scenario
-from clbench.strategy import Strategy
-from clbench.types import ExperienceInfo, KINDS, VISIBLE_THINGS
+from clbench.strategy import _STEP_LISTENERS, Strategy
+from clbench.types import KINDS, VISIBLE_THINGS, Batch, ExperienceInfo
 from clbench.view import LearnerView, make_batch
+
+import clbench.multilabel  # noqa: E402,F401  (registers the multi-label evaluator)
 
 
 class IncompatibleError(ValueError):
@@ -50,6 +60,8 @@ class RunSettings:
     progress: bool = True
     count_flops: bool = False
     num_workers: int = 0
+    log_every: int = 50  # steps per point of the loss curve (and per non-finite check)
+    eval_rows: str = "all"  # all | final (evaluate only row 0 and the last row)
 
 
 def check_compatible(strategy_cls: type[Strategy], kind: str, scenario_name: str = "?") -> None:
@@ -94,6 +106,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class Interrupted(BaseException):
+    """SIGTERM (e.g. a SLURM time limit) or Ctrl-C: the run ends as ``interrupted``."""
+
+
 def run(
     scenario: Scenario,
     strategy: Strategy,
@@ -102,91 +118,45 @@ def run(
     loggers: Sequence[Any] = (),
     config: Optional[dict] = None,
     run_id: Optional[str] = None,
+    addon: Optional[Addon] = None,
+    data_root: Optional[Path] = None,
 ) -> tuple[RunRecord, Path]:
-    """Train ``strategy`` on ``scenario`` under the protocol; return the record and its path."""
+    """Train ``strategy`` (with ``addon``, if any) on ``scenario`` under the protocol;
+    return the record and its path. ``data_root``: where auxiliary data sets are read."""
     check_compatible(type(strategy), scenario.kind, scenario.name)
-    evaluator = EVALUATORS.get(scenario.kind)
+    if addon is not None:
+        check_addon_compatible(addon, scenario)
+    if settings.eval_rows not in ("all", "final"):
+        raise ValueError(f"eval_rows must be 'all' or 'final', got {settings.eval_rows!r}")
     device = resolve_device(settings.device)
     strategy.to(device)
-    vis = scenario.visibility
-    generator = torch.Generator().manual_seed(settings.seed)
-    T = len(scenario.experiences)
-
-    record = _new_record(scenario, strategy, settings, config or {}, run_id, device)
+    record = _new_record(scenario, strategy, settings, config or {}, run_id, device, addon)
     path = records.record_path(settings.results_dir, record)
     for lg in loggers:
         _safely(lg, "start", record)
-
+    previous = _install_sigterm()
+    session = None
     try:
-        with PhaseProgress(settings.progress) as progress:
-            t0 = time.perf_counter()
-            strategy.prepare()
-            record.timing["prepare_s"] = time.perf_counter() - t0
-            encoder = strategy.frozen_encoder()
-            t0 = time.perf_counter()
-            data = _prepare_data(scenario, settings, generator, encoder, device)
-            record.timing["encode_s"] = time.perf_counter() - t0 if encoder is not None else 0.0
-
-            params_before = count_parameters(strategy)
-            record.params = {"initial": params_before, "after": [], "added": []}
-            row = _evaluate(strategy, scenario, evaluator, 0, data["test"], device, settings, progress)
-            record.matrix.append(row.accuracy)
-            record.extra.setdefault("rows", []).append(row.extra)
-            record.timing.update(train_s=[], eval_s=[], flops=[])
-
-            for i, exp in enumerate(scenario.experiences):
-                t0 = time.perf_counter()
-                with progress.phase(f"train {i + 1}/{T}") as advance, _flop_counter(settings.count_flops) as flops:
-                    strategy.train()
-                    if vis.boundaries:
-                        view = LearnerView(
-                            data["train"][i], data["validation"][i],
-                            task_id=exp.task_id if vis.task_id_train else None,
-                            device=device, generator=generator, on_batch=advance, num_workers=settings.num_workers,
-                        )
-                        strategy.begin_experience(
-                            ExperienceInfo(i, tuple(exp.classes), exp.task_id if vis.task_id_train else None)
-                        )
-                        strategy.train_experience(view)
-                        strategy.end_experience()
-                    else:
-                        bs = strategy.config.batch_size
-                        for tensors in scenario.stream(i, bs, generator, data["train"]):
-                            strategy.observe(make_batch(tensors, None, device))
-                            if advance is not None:
-                                advance(len(tensors[0]))
-                _sync(device)
-                record.timing["train_s"].append(time.perf_counter() - t0)
-                record.timing["flops"].append(flops.total if settings.count_flops else None)
-
-                t0 = time.perf_counter()
-                row = _evaluate(strategy, scenario, evaluator, i + 1, data["test"], device, settings, progress)
-                record.timing["eval_s"].append(time.perf_counter() - t0)
-                record.matrix.append(row.accuracy)
-                record.union_accuracy.append(row.union_accuracy)
-                record.extra["rows"].append(row.extra)
-
-                counts = count_parameters(strategy)
-                record.params["after"].append(counts)
-                prev = record.params["after"][-2] if i > 0 else params_before
-                record.params["added"].append({k: counts[k] - prev[k] for k in counts})
-                record.experiences_done = i + 1
-                _update_metrics(record, scenario.kind, evaluator)
-                record.compute["peak_memory_bytes"] = _peak_memory(device)
-                records.save(record, settings.results_dir)
-                for lg in loggers:
-                    _safely(lg, "log_row", i + 1, row.accuracy, record)
+        with PhaseProgress(settings.progress) as progress, PhaseClock(settings.count_flops, device) as clock:
+            session = Session(scenario, strategy, settings, device, clock, progress, record, loggers, addon)
+            session.run(data_root)
     except BaseException as err:
-        record.status = "failed"
+        record.status = "interrupted" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "failed"
         record.error = f"{type(err).__name__}: {err}"
-        records.save(record, settings.results_dir)
+        if session is not None:
+            session.flush_curve(check=False)
+        _save_quietly(record, settings.results_dir)
         for lg in loggers:
             _safely(lg, "finish", record)
         raise
+    finally:
+        _restore_sigterm(previous)
 
     record.status = "complete"
     record.params["backbone"] = _backbone_params(strategy)
     record.strategy["details"] = _plain(strategy.describe())
+    if addon is not None:
+        record.strategy["addon"]["details"] = _plain(addon.describe())
     for lg in loggers:
         where = _safely(lg, "finish", record)
         if where:
@@ -195,70 +165,378 @@ def run(
     return record, path
 
 
-def _prepare_data(scenario: Scenario, settings: RunSettings, generator: torch.Generator, encoder, device) -> dict:
-    """Seeded train/validation splits and test sets; encoded once where the strategy has a frozen encoder."""
-    train, validation, test = [], [], []
-    for exp in scenario.experiences:
-        tr, val = split_validation(exp.train, settings.val_fraction, generator) if scenario.visibility.boundaries else (exp.train, None)
-        train.append(tr)
-        validation.append(val)
-        test.append(exp.test)
+def check_addon_compatible(addon: Addon, scenario: Scenario) -> None:
+    vis = scenario.visibility
+    hidden = [t for t in addon.needs if not vis.shows(t)]
+    if hidden:
+        raise IncompatibleError(f"addon {addon.name!r} needs {hidden}, which scenario {scenario.name!r} "
+                                f"({scenario.kind}) hides")
+
+
+class Session:
+    """One run's training and evaluation: the phases, the per-step monitor, lazy
+    encoding, the task-agnostic stream and snapshot evaluation. ``protocol.run`` drives
+    it; the Avalanche adapter uses the same pieces for its own loop."""
+
+    def __init__(self, scenario: Scenario, strategy: Strategy, settings: RunSettings, device: torch.device,
+                 clock: PhaseClock, progress: Any, record: RunRecord, loggers: Sequence[Any] = (),
+                 addon: Optional[Addon] = None) -> None:
+        self.scenario, self.strategy, self.settings, self.device = scenario, strategy, settings, device
+        self.clock, self.progress, self.record, self.loggers, self.addon = clock, progress, record, loggers, addon
+        self.evaluator = EVALUATORS.get(scenario.kind)
+        self.generator = torch.Generator().manual_seed(settings.seed)  # splits and training order
+        self.augmentation = get_augmentation(scenario.augmentation)
+        self.encoder: Optional[nn.Module] = None
+        self._encoded: dict[tuple[str, int], Any] = {}
+        self.monitor = StepMonitor(self, settings.log_every)
+        self.row_index = 0
+
+    # -- the run ---------------------------------------------------------------
+    def run(self, data_root: Optional[Path]) -> None:
+        s, sc, rec = self.strategy, self.scenario, self.record
+        aux, facts = load_aux(s.aux_requests(), data_root=data_root, input_shape=sc.input_shape,
+                              stream_dataset=sc.dataset)
+        rec.strategy["aux_data"] = facts
+        with self.clock.phase("prepare", sync=True), self.progress.phase("prepare"):
+            s.prepare(aux)
+        if self.addon is not None:
+            self.addon.attach(s)
+        self.encoder = s.frozen_encoder()
+        if self.encoder is not None:
+            self.encoder.to(self.device)
+        self.train_sets, self.val_sets = self._splits()
+        self.test_sets = [e.test for e in sc.experiences]
+        rec.params = {"initial": count_parameters(s), "after": [], "added": []}
+        rec.timing.update(train_s=[], eval_s=[], flops=[], phases=[])
+        rec.extra.update(rows=[], aux=[], routing=[], loss_curve=[])
+        self.evaluate_row(0)
+        self.end_row(0)
+        _STEP_LISTENERS[s] = self.monitor
+        try:
+            if sc.visibility.boundaries:
+                self._run_experiences()
+            else:
+                self._run_stream()
+        finally:
+            _STEP_LISTENERS.pop(s, None)
+
+    def _splits(self) -> tuple[list, list]:
+        train, validation = [], []
+        for exp in self.scenario.experiences:
+            if self.scenario.visibility.boundaries:
+                tr, val = split_validation(exp.train, self.settings.val_fraction, self.generator)
+            else:
+                tr, val = exp.train, None
+            train.append(tr)
+            validation.append(val)
+        return train, validation
+
+    def encoded(self, split: str, j: int, data: Any, encoder: Optional[nn.Module] = None) -> Any:
+        """``data`` as the learner gets it: encoded by the frozen encoder (cached), or raw."""
+        if data is None or self.encoder is None:
+            return data
+        key = (split, j)
+        if key not in self._encoded:
+            with self.clock.phase("encode"), self.progress.phase(f"encode {split} {j + 1}"):
+                self._encoded[key] = encode(encoder or self.encoder, data, device=self.device,
+                                            batch_size=self.settings.eval_batch_size)
+        return self._encoded[key]
+
+    def _run_experiences(self) -> None:
+        s, sc = self.strategy, self.scenario
+        vis, steps = sc.visibility, sc.steps
+        for step, e in enumerate(steps, start=1):
+            exp = sc.experiences[e]
+            train = self.encoded("train", e, self.train_sets[e])
+            validation = self.encoded("validation", e, self.val_sets[e])
+            self.monitor.experience = e
+            task_id = exp.task_id if vis.task_id_train else None
+            with self.progress.phase(f"train {step}/{len(steps)}", total=len(train) * max(1, s.config.epochs)) as advance:
+                view = LearnerView(train, validation, task_id=task_id, device=self.device, generator=self.generator,
+                                   on_batch=advance, num_workers=self.settings.num_workers,
+                                   augmentation=None if self.encoder is not None else self.augmentation)
+                with self.clock.phase("train", sync=True):
+                    s.train()
+                    s.begin_experience(ExperienceInfo(e, tuple(exp.classes), task_id))
+                    s.train_experience(view)
+                    s.end_experience()
+                if self.addon is not None:
+                    with self.clock.phase(f"addon:{self.addon.name}", sync=True):
+                        self.addon.end_experience()
+                if step == len(steps):
+                    self._end_stream()
+            self.monitor.check_step_count(step)
+            self.evaluate_row(step)
+            self.end_row(step)
+
+    def _run_stream(self) -> None:
+        """One continuous sequence of batches; rows at the hidden true boundaries."""
+        s, sc, bs = self.strategy, self.scenario, self.strategy.config.batch_size
+        sizes = [len(d) for d in self.train_sets]
+        plan = sc.stream_plan(sizes, self.generator)
+        source = torch.cat([p[0] for p in plan])
+        rows = torch.cat([p[1] for p in plan])
+        ends = torch.cumsum(torch.tensor([len(p[0]) for p in plan]), 0).tolist()
+        total, next_row, done = len(source), 1, 0
+        s.train()
+        with self.progress.phase("stream", total=total) as advance:
+            for start in range(0, total, bs):
+                src, idx = source[start:start + bs], rows[start:start + bs]
+                sets = [self.encoded("train", e, self.train_sets[e]) if e in set(src.tolist()) else self.train_sets[e]
+                        for e in range(len(self.train_sets))]
+                self.monitor.sources = src
+                batch = make_batch(gather(sets, src, idx), None, self.device,
+                                   None if self.encoder is not None else self.augmentation, self.generator)
+                with self.clock.phase("train"):
+                    s.observe(batch)
+                done = start + len(src)
+                if advance is not None:
+                    advance(len(src))
+                while next_row <= len(ends) and ends[next_row - 1] <= done:
+                    if next_row == len(ends):
+                        self._end_stream()
+                    self.monitor.check_step_count(next_row)
+                    self.evaluate_row(next_row)
+                    self.end_row(next_row)
+                    next_row += 1
+
+    def _end_stream(self) -> None:
+        with self.clock.phase("end_stream", sync=True):
+            self.strategy.end_stream()
+        if self.addon is not None:
+            with self.clock.phase(f"addon:{self.addon.name}", sync=True):
+                self.addon.end_stream()
+
+    # -- evaluation ----------------------------------------------------------------
+    def evaluate_row(self, step: int) -> None:
+        """Row ``step`` on an evaluation copy of the learner (PROTOCOL.md)."""
+        rec, sc = self.record, self.scenario
+        final = step == len(sc.steps)
+        if self.settings.eval_rows == "final" and 0 < step < len(sc.steps):
+            row = RowResult([None] * len(sc.experiences), None, {"skipped": "eval_rows=final"})
+            rec.matrix.append(row.accuracy)
+            rec.union_accuracy.append(None)
+            rec.extra["rows"].append(row.extra)
+            return
+        generator = torch.Generator().manual_seed(_eval_seed(self.settings.seed, step))
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            with self.clock.phase("eval", sync=True):
+                copy_, copied_bytes = evaluation_copy(self.strategy)
+                self.record.compute["snapshot_bytes"] = copied_bytes
+            with self.clock.phase("before_eval", sync=True):
+                copy_.before_eval()
+            aux = _plain_numbers(copy_.metrics())
+            if self.addon is not None:
+                aux.update({f"{self.addon.name}.{k}": v for k, v in _plain_numbers(self.addon.metrics()).items()})
+            with self.clock.phase("eval", sync=True):
+                copy_.eval()
+                test_encoder = copy_.frozen_encoder()
+                test_sets = [self.encoded("test", j, d, test_encoder) for j, d in enumerate(self.test_sets)]
+                total = sum(len(test_sets[j]) for j in self.evaluator.evaluated(sc, step))
+                with self.progress.phase(f"eval {step}/{len(sc.steps)}", total=total) as advance:
+                    scored = score_mixed(copy_.predict, self.evaluator, sc, step, test_sets, device=self.device,
+                                         batch_size=self.settings.eval_batch_size, generator=generator,
+                                         on_batch=advance)
+                row = self.evaluator.row(sc, step, scored, test_sets)
+            del copy_
+        rec.matrix.append(row.accuracy)
+        if step > 0:
+            rec.union_accuracy.append(row.union_accuracy)
+            rec.extra["aux"].append(aux)
+            rec.extra["routing"].append(routing_accuracy(scored, self.monitor.route_counts))
+        rec.extra["rows"].append(row.extra)
+
+    def end_row(self, step: int) -> None:
+        """Book the row's phases, parameters and metrics; save the record; tell loggers."""
+        rec, sc = self.record, self.scenario
+        seconds, flops = self.clock.take()
+        rec.timing["phases"].append({k: round(v, 6) for k, v in seconds.items()})
+        if flops is not None:
+            rec.compute.setdefault("flops_phases", []).append(flops)
+        if step == 0:
+            rec.timing["prepare_s"] = seconds.get("prepare", 0.0)
+            rec.timing["encode_s"] = seconds.get("encode", 0.0)
+            return
+        rec.timing["encode_s"] = rec.timing.get("encode_s", 0.0) + seconds.get("encode", 0.0)
+        rec.timing["train_s"].append(sum(v for k, v in seconds.items() if is_training_phase(k)))
+        rec.timing["eval_s"].append(seconds.get("eval", 0.0))
+        train_flops = None if flops is None else sum(v for k, v in flops.items() if is_training_phase(k))
+        rec.timing["flops"].append(train_flops)
+        if flops is not None:
+            rec.compute["train_flops"] = sum(f for f in rec.timing["flops"] if f is not None)
+        counts = count_parameters(self.strategy)
+        rec.params["after"].append(counts)
+        prev = rec.params["after"][-2] if step > 1 else rec.params["initial"]
+        rec.params["added"].append({k: counts[k] - prev[k] for k in counts})
+        rec.experiences_done = step
+        self.flush_curve()
+        _update_metrics(rec, sc, self.evaluator)
+        rec.compute["peak_memory_bytes"] = _peak_memory(self.device)
+        records.save(rec, self.settings.results_dir)
+        for lg in self.loggers:
+            _safely(lg, "log_row", step, rec.matrix[-1], rec)
+
+    def flush_curve(self, check: bool = True) -> None:
+        points = self.monitor.flush(check=check)
+        self.record.extra.setdefault("loss_curve", []).extend(points)
+        for lg in self.loggers:
+            if hasattr(lg, "log_steps"):
+                for step, loss in points:
+                    _safely(lg, "log_steps", step, {"train/loss": loss})
+
+
+class StepMonitor:
+    """The protocol's listener on every optimisation step of the live learner: the loss
+    curve (accumulated on the device, read every ``log_every`` steps), non-finite losses,
+    the routes each experience trained with, and the add-on's ``after_step``."""
+
+    def __init__(self, session: Session, log_every: int) -> None:
+        self.session, self.log_every = session, max(1, log_every)
+        self.steps = 0
+        self.experience: Optional[int] = None  # boundaries visible: the experience being trained
+        self.sources: Optional[torch.Tensor] = None  # task-agnostic: the experience of each sample
+        self.route_counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self._window: list[torch.Tensor] = []
+        self._window_start = 1
+        self._steps_at_row: dict[int, int] = {}
+
+    def __call__(self, batch: Batch, stats: Any) -> None:
+        self.steps += 1
+        loss = getattr(stats, "loss", None)
+        if loss is not None:
+            self._window.append(torch.as_tensor(loss).detach().float().reshape(()))
+        route = getattr(stats, "route", None)
+        if route is not None:
+            if self.sources is not None:
+                for e, n in zip(*torch.unique(self.sources, return_counts=True)):
+                    self.route_counts[int(e)][int(route)] += int(n)
+            elif self.experience is not None:
+                self.route_counts[self.experience][int(route)] += len(batch)
+        addon = self.session.addon
+        if addon is not None:
+            with self.session.clock.phase(f"addon:{addon.name}"):
+                addon.after_step(batch, stats)
+        if len(self._window) >= self.log_every:
+            self.session.flush_curve()
+
+    def flush(self, check: bool = True) -> list[list[float]]:
+        """Mean loss of the steps since the last flush as ``[[last step, mean]]``; raise
+        :class:`NonFiniteError` naming the first non-finite step (when ``check``)."""
+        if not self._window:
+            return []
+        losses = torch.stack([t.to(self._window[0].device) for t in self._window]).cpu()
+        first, self._window = self._window_start, []
+        self._window_start = self.steps + 1
+        bad = torch.nonzero(~torch.isfinite(losses)).flatten()
+        if check and len(bad):
+            where = f"experience {self.experience + 1}" if self.experience is not None else "the stream"
+            raise NonFiniteError(f"non-finite training loss ({float(losses[bad[0]])}) at step {first + int(bad[0])} "
+                                 f"of the run, in {where}; lower the learning rate")
+        finite = losses[torch.isfinite(losses)]
+        return [[self.steps, float(finite.mean())]] if len(finite) else [[self.steps, None]]
+
+    def check_step_count(self, step: int) -> None:
+        self._steps_at_row[step] = self.steps
+
+
+def evaluation_copy(strategy: Strategy) -> tuple[Strategy, int]:
+    """A deep copy of the learner for evaluation that SHARES its frozen tensors
+    (parameters without gradients, the frozen encoder's buffers, datasets it holds):
+    the copy can be switched to eval mode, get ``before_eval`` and ``predict`` without
+    the live learner ever noticing. Returns the copy and the bytes of tensors copied."""
+    memo: dict[int, Any] = {}
+    shared = 0
+    for p in strategy.parameters():
+        if not p.requires_grad:
+            memo[id(p)] = p
+    encoder = strategy.frozen_encoder()
     if encoder is not None:
-        encoder.to(device)
-        enc = lambda d: None if d is None else encode(encoder, d, device=device, batch_size=settings.eval_batch_size)
-        train, validation, test = [enc(d) for d in train], [enc(d) for d in validation], [enc(d) for d in test]
-    return {"train": train, "validation": validation, "test": test}
+        for t in list(encoder.parameters()) + list(encoder.buffers()):
+            memo[id(t)] = t
+    for value in _held_datasets(strategy):
+        memo[id(value)] = value
+    copy_ = copy.deepcopy(strategy, memo)
+    copied = 0
+    for t in list(copy_.parameters()) + list(copy_.buffers()):
+        if id(t) not in memo:
+            copied += t.numel() * t.element_size()
+    return copy_, copied
 
 
-def _evaluate(strategy, scenario, evaluator, step, test_sets, device, settings, progress):
-    strategy.eval()
-    strategy.before_eval()
-    total = sum(len(d) for d in test_sets)
-    with progress.phase(f"eval {step}/{len(scenario.experiences)}", total=total) as advance:
+def _held_datasets(strategy: Strategy) -> list[Any]:
+    from torch.utils.data import Dataset
 
-        def predict(x, task):
-            out = strategy.predict(x, task)
-            if advance is not None:
-                advance(len(x))
-            return out
-
-        with torch.no_grad():
-            row = evaluator(predict, scenario, step, test_sets, device=device, batch_size=settings.eval_batch_size)
-    strategy.train()
-    return row
+    out = []
+    for value in vars(strategy).values():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        out += [v for v in items if isinstance(v, Dataset)]
+    return out
 
 
-def _update_metrics(record: RunRecord, kind: str, evaluator) -> None:
-    """Metrics of the matrix so far; complete once every experience is done. An
-    evaluator with ``extra_metrics(row_extras)`` (multi-label: avg/last mAP, CF1, OF1)
-    adds its family's metrics from the extras of rows 1..done."""
+def _eval_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + 17) % (2**63 - 1)
+
+
+def _rng_devices(device: torch.device) -> list:
+    return [device] if device.type == "cuda" else []
+
+
+def _plain_numbers(values: Any) -> dict:
+    out = {}
+    for k, v in dict(values or {}).items():
+        if isinstance(v, torch.Tensor):
+            v = v.item() if v.numel() == 1 else v.tolist()
+        out[str(k)] = v
+    return out
+
+
+def _install_sigterm() -> Any:
+    """SIGTERM ends the run as ``interrupted`` (rows kept); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise Interrupted(f"signal {signum} (SIGTERM)")
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # pragma: no cover
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _save_quietly(record: RunRecord, results_dir: str) -> None:
+    try:
+        records.save(record, results_dir)
+    except Exception as err:  # noqa: BLE001 - the original error is what the user must see
+        warnings.warn(f"could not save the record: {type(err).__name__}: {err}", RuntimeWarning)
+
+
+def _update_metrics(record: RunRecord, scenario: Scenario, evaluator) -> None:
+    """Metrics of the matrix so far (columns = experiences seen so far, rows = steps
+    done); an evaluator with ``extra_metrics(row_extras)`` (multi-label: avg/last mAP,
+    CF1, OF1) adds its family's metrics from the extras of rows 1..done."""
     done = record.experiences_done
-    partial = [r[:done] for r in record.matrix[: done + 1]]
-    record.metrics = metrics.summarize(partial, record.union_accuracy, kind)
+    steps = scenario.steps[:done]
+    seen = list(dict.fromkeys(steps))
+    first = [steps.index(e) + 1 for e in seen]
+    partial = [[row[e] for e in seen] for row in record.matrix[: done + 1]]
+    if any(v is None for row in partial for v in row):  # eval_rows=final: only the last row exists
+        last = partial[-1]
+        record.metrics = {"ACC": float(np.mean(last)) if last and None not in last else None}
+        return
+    record.metrics = metrics.summarize_schedule(partial, record.union_accuracy, scenario.kind, first)
     extra_metrics = getattr(evaluator, "extra_metrics", None)
     if extra_metrics is not None:
         record.metrics.update(extra_metrics(record.extra["rows"][1:]))
-    record.forgetting_matrix = metrics.forgetting_matrix(partial)
-
-
-class _flop_counter:
-    """FlopCounterMode when asked for, else nothing."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.total, self._mode = enabled, None, None
-
-    def __enter__(self):
-        if self.enabled:
-            from torch.utils.flop_counter import FlopCounterMode
-
-            self._mode = FlopCounterMode(display=False)
-            self._mode.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self._mode is not None:
-            self._mode.__exit__(*exc)
-            self.total = int(self._mode.get_total_flops())
+    routing = [r for r in record.extra.get("routing", []) if r]
+    if routing:
+        record.metrics["routing_accuracy"] = routing[-1]["accuracy"]
+    record.forgetting_matrix = metrics.forgetting_matrix_schedule(partial, first)
 
 
 def _sync(device: torch.device) -> None:
@@ -301,12 +579,30 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _new_record(scenario: Scenario, strategy: Strategy, settings: RunSettings, config: dict, run_id, device) -> RunRecord:
+def _new_record(scenario: Scenario, strategy: Strategy, settings: RunSettings, config: dict, run_id, device,
+                addon: Optional[Addon] = None) -> RunRecord:
     now = _dt.datetime.now(_dt.timezone.utc)
     run_id = run_id or f"{now:%Y%m%dT%H%M%S}-s{settings.seed}-{uuid.uuid4().hex[:6]}"
     deviations = list(strategy.deviations()) + list(scenario.description.get("deviations", []))
     if not scenario.visibility.boundaries and "epochs" in _plain(strategy.config):
         deviations.append(f"epochs ignored: the task-agnostic stream repeats each experience {scenario.repeats}x")
+    if scenario.visibility.boundaries and settings.val_fraction > 0 and strategy.paper_defaults \
+            and not strategy.uses_validation:
+        deviations.append(f"trained on {1 - settings.val_fraction:.0%} of each experience (val_fraction="
+                          f"{settings.val_fraction} held out; the paper trains on all of it and selects nothing on it)")
+    if addon is not None:
+        deviations += addon.deviations()
+    if scenario.augmentation != "none" and strategy.frozen_encoder() is not None:
+        deviations.append(f"no training augmentation ({scenario.augmentation}): the frozen encoder's features are "
+                          "computed once per image")
+    name = getattr(strategy, "name", type(strategy).__name__)
+    info = {
+        "name": f"{name}+{addon.name}" if addon is not None else name, "base": name,
+        "config": _plain(strategy.config), "backbone": _plain(strategy.backbone_config),
+        "deviations": strategy.deviations(),
+    }
+    if addon is not None:
+        info["addon"] = {"name": addon.name, "config": _plain(addon.config)}
     return RunRecord(
         run_id=run_id,
         created=now.isoformat(timespec="seconds"),
@@ -316,14 +612,12 @@ def _new_record(scenario: Scenario, strategy: Strategy, settings: RunSettings, c
             "num_experiences": len(scenario.experiences), "num_classes": scenario.num_classes,
             "class_order": list(scenario.class_order), "class_names": scenario.class_names,
             "experience_classes": [list(e.classes) for e in scenario.experiences],
-            "train_sizes": [len(e.train) for e in scenario.experiences],
-            "test_sizes": [len(e.test) for e in scenario.experiences],
+            "schedule": scenario.steps, "train_sizes": [len(e.train) for e in scenario.experiences],
+            "test_sizes": [len(e.test) for e in scenario.experiences], "stream_size": scenario.stream_size(
+                settings.val_fraction), "augmentation": scenario.augmentation,
             "description": scenario.description, "repeats": scenario.repeats,
         },
-        strategy={
-            "name": getattr(strategy, "name", type(strategy).__name__), "config": _plain(strategy.config),
-            "backbone": _plain(strategy.backbone_config), "deviations": strategy.deviations(),
-        },
+        strategy=info,
         config=config,
         matrix=[],
         deviations=deviations,

@@ -7,15 +7,18 @@ experiences and all evaluation; a strategy only ever sees a :class:`LearnerView`
 from __future__ import annotations
 
 import dataclasses
+import functools
+import weakref
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional, Union
 
 import torch
 from torch import nn
 
+from clbench.augment import get_augmentation
+from clbench.auxdata import AuxData
 from clbench.registry import Registry
-from clbench.types import KINDS, VISIBLE_THINGS, Batch, ExperienceInfo, ScenarioInfo, StepStats
+from clbench.types import KINDS, VISIBLE_THINGS, Batch, ExperienceInfo, Prediction, ScenarioInfo, StepStats
 from clbench.view import LearnerView
 
 
@@ -37,7 +40,15 @@ class Strategy(nn.Module):
       (a subset of ``task_id_train``, ``task_id_test``, ``boundaries``);
       ``paper_defaults``: True where the config defaults are a paper's recipe, so that
       every change from them is recorded as a deviation;
-      ``paper_backbone``: the paper's backbone name, if any.
+      ``paper_backbone``: the paper's backbone name, if any;
+      ``uses_validation``: True if the method selects anything on the validation split
+      (otherwise the hold-out is a recorded deviation where the paper trains on it all);
+      ``state_attrs``: plain attributes (counters, lists of ints) saved by ``state_dict``.
+
+    Optimisers, schedulers, replay buffers and ``torch.Generator`` attributes are found
+    and saved by ``state_dict()`` without any code in the subclass; a strategy that
+    grows modules during the stream (per-task heads, experts) returns what rebuilds them
+    from :meth:`structure` and rebuilds them in :meth:`build_structure`.
     """
 
     config_class: ClassVar[type] = StrategyConfig
@@ -45,24 +56,41 @@ class Strategy(nn.Module):
     needs: ClassVar[frozenset[str]] = frozenset()
     paper_defaults: ClassVar[bool] = False
     paper_backbone: ClassVar[Optional[str]] = None
+    uses_validation: ClassVar[bool] = False
+    state_attrs: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(
-        self, config: Any, info: ScenarioInfo, backbone: Any = None, *, seed: int = 0, data_root: Optional[Path] = None
-    ) -> None:
+    def __init__(self, config: Any, info: ScenarioInfo, backbone: Any = None, *, seed: int = 0) -> None:
         super().__init__()
         self.config = config
         self.info = info
         self.backbone_config = backbone
         self.seed = seed
-        #: where extra data a method uses before the stream (e.g. DKVB's key init) is found
-        self.data_root = data_root
-        #: all of the strategy's own randomness (sampling, buffers) goes through this
+        #: all of the strategy's own randomness (sampling, buffers, augmentation of replays)
         self.generator = torch.Generator().manual_seed(seed)
+        self._augmentation = get_augmentation(info.augmentation if info is not None else "none")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fn = cls.__dict__.get("observe")
+        if fn is not None and not getattr(fn, "_reports_steps", False):
+            cls.observe = _reporting(fn)  # type: ignore[method-assign]
 
     # -- hooks -------------------------------------------------------------------
-    def prepare(self) -> None:
+    @classmethod
+    def preferred_backbone(cls, info: ScenarioInfo) -> Optional[str]:
+        """The backbone this method wants for a scenario like ``info`` (a name in the
+        backbone group), or None to keep the scenario's default; ``backbone=`` wins."""
+        return None
+
+    def aux_requests(self) -> dict[str, str]:
+        """Extra data sets the method uses before the stream: ``{purpose: registered
+        name}`` (see ``clbench.auxdata``), named in its config. The protocol loads them
+        and passes them to :meth:`prepare`."""
+        return {}
+
+    def prepare(self, aux: Mapping[str, AuxData]) -> None:
         """A phase before the stream and before row 0 (e.g. DKVB's key initialisation on
-        other data); the protocol times it. Called once, on the run's device."""
+        other data); ``aux`` holds the data sets :meth:`aux_requests` asked for. Timed."""
 
     def begin_experience(self, info: ExperienceInfo) -> None:
         """Called before training on an experience, only where boundaries are visible."""
@@ -74,17 +102,25 @@ class Strategy(nn.Module):
                 self.observe(batch)
 
     def observe(self, batch: Batch) -> StepStats:
-        """One optimisation step on ``batch``."""
+        """One optimisation step on ``batch``; return its loss as a tensor (no ``float()``:
+        the protocol accumulates it on the device)."""
         raise NotImplementedError
 
     def end_experience(self) -> None:
         """Called after training on an experience, only where boundaries are visible."""
 
-    def before_eval(self) -> None:
-        """Refresh inference-only machinery before the protocol evaluates."""
+    def end_stream(self) -> None:
+        """Called once after the last training step of the stream, before the final
+        evaluation, in every family (it reveals nothing: the stream is over). Timed and
+        counted as training."""
 
-    def predict(self, x: torch.Tensor, task: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Scores over global class ids, shape ``(batch, num_classes)``."""
+    def before_eval(self) -> None:
+        """Build inference-only machinery (e.g. TAME's selector) on the EVALUATION COPY of
+        the learner: the live learner never gets this call. Counted as training compute."""
+
+    def predict(self, x: torch.Tensor, task: Optional[torch.Tensor] = None) -> Union[torch.Tensor, Prediction]:
+        """Scores over global class ids, shape ``(batch, num_classes)``, or a
+        :class:`Prediction` with a per-sample route. Called on the evaluation copy only."""
         raise NotImplementedError
 
     def frozen_encoder(self) -> Optional[nn.Module]:
@@ -95,6 +131,11 @@ class Strategy(nn.Module):
         """
         return None
 
+    def metrics(self) -> dict[str, float]:
+        """Named scalars at an evaluation point (e.g. experts, non-zero parameters),
+        asked of the evaluation copy after ``before_eval``; into the record and W&B."""
+        return {}
+
     # -- helpers -----------------------------------------------------------------
     @property
     def device(self) -> torch.device:
@@ -103,6 +144,11 @@ class Strategy(nn.Module):
         for t in self.buffers():
             return t.device
         return torch.device("cpu")
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """The scenario's training augmentation, applied to (replayed) raw inputs with the
+        strategy's own generator."""
+        return self._augmentation(x, self.generator)
 
     def describe(self) -> dict:
         """Facts about this run of the method for the record (extra data used, weights
@@ -115,6 +161,8 @@ class Strategy(nn.Module):
         if self.paper_defaults:
             paper = self.config_class()
             for f in dataclasses.fields(paper):
+                if f.metadata.get("recipe") is False:
+                    continue
                 ours, theirs = getattr(self.config, f.name), getattr(paper, f.name)
                 if f.name != "name" and ours != theirs:
                     out.append(f"{f.name}={ours!r} (paper: {theirs!r})")
@@ -122,6 +170,97 @@ class Strategy(nn.Module):
         if self.paper_backbone and bb and bb != self.paper_backbone:
             out.append(f"backbone={bb} (paper: {self.paper_backbone})")
         return out
+
+    # -- state -------------------------------------------------------------------
+    def structure(self) -> Any:
+        """Plain data (ints, strings, lists) from which :meth:`build_structure` rebuilds
+        the modules this strategy grew during the stream; None if it grows nothing."""
+        return None
+
+    def build_structure(self, structure: Any) -> None:
+        """Grow the modules ``structure`` describes (called before loading a state)."""
+
+    def get_extra_state(self) -> dict:
+        """Everything that is not a parameter or buffer: generators, optimisers,
+        schedulers, replay buffers and ``state_attrs``; plain data and tensors only."""
+        return {
+            "generators": {k: g.get_state() for k, g in _attrs(self, torch.Generator)},
+            "stateful": {k: o.state_dict() for k, o in _stateful_attrs(self)},
+            "attrs": {k: getattr(self, k) for k in self.state_attrs},
+            "structure": self.structure(),
+        }
+
+    def set_extra_state(self, state: dict) -> None:
+        gens = dict(_attrs(self, torch.Generator))
+        for k, g in state.get("generators", {}).items():
+            gens[k].set_state(g)
+        stateful = dict(_stateful_attrs(self))
+        for k, sd in state.get("stateful", {}).items():
+            stateful[k].load_state_dict(sd)
+        for k, v in state.get("attrs", {}).items():
+            setattr(self, k, v)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """Rebuild grown modules first (:meth:`build_structure`), then load as usual."""
+        extra = state_dict.get("_extra_state")
+        if isinstance(extra, dict) and extra.get("structure") is not None:
+            self.build_structure(extra["structure"])
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def _attrs(obj: Any, kind: type) -> list[tuple[str, Any]]:
+    """Attributes of ``obj`` (and items of list/dict attributes) that are ``kind``."""
+    out = []
+    for name, value in vars(obj).items():
+        if isinstance(value, kind):
+            out.append((name, value))
+        elif isinstance(value, (list, tuple)):
+            out += [(f"{name}.{i}", v) for i, v in enumerate(value) if isinstance(v, kind)]
+        elif isinstance(value, dict):
+            out += [(f"{name}.{k}", v) for k, v in value.items() if isinstance(v, kind)]
+    return out
+
+
+def _is_stateful(value: Any) -> bool:
+    return (hasattr(value, "state_dict") and hasattr(value, "load_state_dict")
+            and not isinstance(value, (nn.Module, type)))
+
+
+def _stateful_attrs(obj: Any) -> list[tuple[str, Any]]:
+    """Optimisers, LR schedulers, replay buffers, ... held by ``obj`` (not modules).
+    Optimisers come first, so that schedulers load after the optimiser they drive."""
+    found = []
+    for name, value in vars(obj).items():
+        items = ([(name, value)] if _is_stateful(value) else
+                 [(f"{name}.{i}", v) for i, v in enumerate(value) if _is_stateful(v)] if isinstance(value, (list, tuple)) else
+                 [(f"{name}.{k}", v) for k, v in value.items() if _is_stateful(v)] if isinstance(value, dict) else [])
+        found += items
+    return sorted(found, key=lambda kv: not isinstance(kv[1], torch.optim.Optimizer))
+
+
+#: the protocol's per-step listener of each live learner (the evaluation copy has none)
+_STEP_LISTENERS: "weakref.WeakKeyDictionary[Strategy, Callable[[Batch, Any], None]]" = weakref.WeakKeyDictionary()
+
+
+def _reporting(observe: Callable) -> Callable:
+    """Wrap a subclass's ``observe`` so that every outermost call reports its batch and
+    stats to the protocol, however the strategy drives its own loop."""
+
+    @functools.wraps(observe)
+    def wrapper(self: Strategy, batch: Batch) -> Any:
+        listener = _STEP_LISTENERS.get(self)
+        if listener is None or self.__dict__.get("_observing"):
+            return observe(self, batch)
+        self.__dict__["_observing"] = True
+        try:
+            stats = observe(self, batch)
+        finally:
+            self.__dict__["_observing"] = False
+        listener(batch, stats)
+        return stats
+
+    wrapper._reports_steps = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch.utils.data import Dataset
@@ -40,13 +40,25 @@ VISIBILITY_BY_KIND = {
 
 @dataclass(frozen=True)
 class ScenarioInfo:
-    """What a strategy is told when it is built; never the content of future experiences."""
+    """What a strategy is told when it is built; never the content of future experiences.
+
+    ``stream_size``: training samples the whole stream will deliver (after the validation
+    hold-out, repeats included): what a method that plans over the stream (k-FPF) needs,
+    and nothing about where boundaries fall. ``num_experiences``: T where boundaries are
+    visible, None in the task-agnostic family. ``dataset``: the source data set's name
+    (a method may pick its recipe by it, e.g. MULTI-LANE's VOC vs COCO settings).
+    ``augmentation``: the training augmentation the scenario declares (``clbench.augment``).
+    """
 
     name: str
     kind: str
     input_shape: tuple[int, ...]
     num_classes: int
     visibility: Visibility
+    stream_size: int = 0
+    num_experiences: Optional[int] = None
+    dataset: str = "?"
+    augmentation: str = "none"
 
     @property
     def multilabel(self) -> bool:
@@ -85,12 +97,20 @@ class Batch:
 
     ``task`` is None where task ids are hidden; ``known`` is None for single-label
     data and otherwise a bool mask (same shape as ``y``) of the labels that are known.
+    ``raw``: the inputs before the scenario's training augmentation (Mammoth's
+    ``not_aug_inputs``); buffers store these and augment them again when replayed.
+    It is ``x`` itself where the scenario declares no augmentation.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     task: Optional[torch.Tensor] = None
     known: Optional[torch.Tensor] = None
+    raw: Optional[torch.Tensor] = None
+
+    def __post_init__(self) -> None:
+        if self.raw is None:
+            self.raw = self.x
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -98,8 +118,25 @@ class Batch:
 
 @dataclass
 class StepStats:
-    """What one optimisation step reports back."""
+    """What one optimisation step reports back.
 
-    loss: float
+    ``loss``: a tensor (kept on the device: the protocol accumulates it without a host
+    sync per step) or a float. ``route``: an id of the path this step trained (e.g. the
+    active expert), from which the protocol computes routing accuracy; None if the
+    method has no routes. ``extra``: other per-step scalars (tensors or floats).
+    """
+
+    loss: Union[torch.Tensor, float]
     n: int = 0
+    route: Optional[int] = None
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Prediction:
+    """What ``predict`` may return instead of bare scores: the scores and, per sample,
+    the route the method chose (e.g. the expert its selector picked). The protocol
+    scores routes against the true experiences; the method never sees the truth."""
+
+    scores: torch.Tensor
+    route: Optional[torch.Tensor] = None

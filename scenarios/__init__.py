@@ -4,5 +4,5 @@ Importing this package registers every named scenario (it is the ``clbench.plugi
 entry point); adding a scenario = its builder or preset here and one import line.
 """
 from scenarios import (  # noqa: F401  (each registers its scenarios)
-    avalanche_benchmarks, cifar_digits, class_incremental, multilabel, split53, task_agnostic,
+    auxiliary, avalanche_benchmarks, cifar_digits, class_incremental, multilabel, split53, task_agnostic,
 )

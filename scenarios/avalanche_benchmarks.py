@@ -153,7 +153,8 @@ def build_avalanche_scenario(cfg: AvalancheScenarioConfig, *, data_root: Optiona
     scenario = scenario_from_benchmark(
         benchmark, name=cfg.name, kind=cfg.kind, class_names=names, materialize_data=cfg.materialize,
         train_per_class=None if local else cfg.train_per_class, test_per_class=None if local else cfg.test_per_class,
-        seed=seed, description={"benchmark": cfg.benchmark, "args": dict(cfg.args), "deviations": deviations},
+        seed=seed, description={"benchmark": cfg.benchmark, "args": dict(cfg.args), "deviations": deviations,
+                                "dataset": "fmnist" if "fmnist" in cfg.benchmark.lower() else cfg.benchmark},
         has_train_transforms=not local,
     )
     return scenario

@@ -22,5 +22,6 @@ PRESETS = {
 for _name, (_source, _step) in PRESETS.items():
     register_scenario(
         _name, build_class_incremental,
-        ClassIncrementalConfig(kind=CLASS_INCREMENTAL, source=_source, classes_per_experience=_step, default_backbone="cnn28"),
+        ClassIncrementalConfig(kind=CLASS_INCREMENTAL, source=_source, classes_per_experience=_step, default_backbone="cnn28",
+                               augmentation="crop_flip" if _source.startswith("cifar") else "none"),
     )

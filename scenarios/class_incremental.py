@@ -36,6 +36,7 @@ class ClassIncrementalConfig(ScenarioConfig):
     test_per_class: Optional[int] = None
     download: bool = False
     repeats: int = 1  # task-agnostic family: passes over each experience, back to back
+    augmentation: str = "none"  # training-time augmentation (clbench.augment): none | crop_flip | flip
 
 
 def class_splits(order: list[int], base: int, step: int) -> list[list[int]]:
@@ -98,6 +99,7 @@ def build_class_incremental(cfg: ClassIncrementalConfig, *, data_root: Optional[
         name=cfg.name, kind=cfg.kind, experiences=experiences_by_class(source, splits),
         num_classes=source.num_classes, input_shape=source.input_shape, class_order=order,
         class_names=source.class_names, repeats=cfg.repeats if cfg.kind == TASK_AGNOSTIC else 1,
+        augmentation=cfg.augmentation,
         description={"source": cfg.source, "files": source.origin, "deviations": deviations,
                      "split": f"B{cfg.base_classes}-C{cfg.classes_per_experience}"},
     )

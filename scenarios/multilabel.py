@@ -232,7 +232,8 @@ def build_multilabel(cfg: MultilabelConfig, *, data_root: Optional[Path], seed: 
         name=cfg.name, kind=MULTILABEL, experiences=multilabel_experiences(source, splits, train_rows, test_rows),
         num_classes=C, input_shape=source.input_shape, class_order=order, class_names=source.class_names,
         description={
-            "source": cfg.source, "files": source.origin, "deviations": deviations,
+            "source": cfg.source, "dataset": {"mlfmnist": "fmnist"}.get(cfg.source, cfg.source),
+            "files": source.origin, "deviations": deviations,
             "split": f"B{cfg.base_classes}-C{cfg.classes_per_experience}", "threshold": cfg.threshold,
             "test_sets": "experience j's test set = test images whose first class in stream order is in j; "
                          "the joint test set of step i is test sets 1..i",

@@ -333,7 +333,7 @@ def build_split53(cfg: Split53Config, *, data_root: Optional[Path], seed: int) -
         input_shape=(3, cfg.image_size, cfg.image_size), class_order=[c for e in experiences for c in e.classes],
         class_names=[class_names.get(c, f"(task not selected)/{c}") for c in range(num_classes)],
         description={
-            "source": "split53 (CLR, Ge et al. ICCV 2023: 53 DCT datasets, one task each)",
+            "source": "split53 (CLR, Ge et al. ICCV 2023: 53 DCT datasets, one task each)", "dataset": "split53",
             "files": str(root), "tasks": [t.order for t in selected],
             "subsampling": (f"per class round(target / C) images, capped by availability; target {TARGETS['large']} "
                             f"for tasks with >= {LARGE_TASK_CLASSES} classes, else {TARGETS['small']}; seed {SUBSAMPLE_SEED}")

@@ -18,13 +18,12 @@ sample is used exactly as often as without blurring and each stretch keeps its l
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 
-from clbench.data import TensorData
 from clbench.scenario import Scenario, register_scenario
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC
 from scenarios.class_incremental import ClassIncrementalConfig, build_class_incremental
@@ -44,23 +43,15 @@ class TaskAgnosticScenario(Scenario):
     """A task-agnostic scenario whose stream can blur boundaries (module docstring)."""
 
     blurry: float = 0.0
-    _plan: Optional[list] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_stream_settings(self.repeats, self.blurry)
 
-    def stream(self, index: int, batch_size: int, generator: torch.Generator, train_sets: list) -> Iterator[tuple[torch.Tensor, ...]]:
-        """Stretch ``index`` of the stream. With blurring the plan of the whole stream is
-        drawn from ``generator`` when stretch 0 is asked for (the protocol goes in order)."""
-        if self.blurry == 0.0:
-            yield from super().stream(index, batch_size, generator, train_sets)
-            return
-        if index == 0 or self._plan is None:
-            self._plan = blurry_plan([len(d) for d in train_sets], self.repeats, self.blurry, generator)
-        source, rows = self._plan[index]
-        for start in range(0, len(rows), batch_size):
-            yield gather(train_sets, source[start:start + batch_size], rows[start:start + batch_size])
+    def stream_plan(self, sizes: list[int], generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The plain plan, with each boundary region blurred (module docstring)."""
+        plan = super().stream_plan(sizes, generator)
+        return blur(plan, self.blurry, generator) if self.blurry > 0 else plan
 
 
 def check_stream_settings(repeats: int, blurry: float) -> None:
@@ -70,14 +61,11 @@ def check_stream_settings(repeats: int, blurry: float) -> None:
         raise ValueError(f"scenario.blurry must be in [0, 0.5] (a fraction of each stretch at each end), got {blurry}")
 
 
-def blurry_plan(sizes: list[int], repeats: int, blurry: float, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """For each stretch: (experience of each sample, row of each sample), blurred as the
-    module docstring defines."""
-    plan = []
-    for i, n in enumerate(sizes):
-        rows = torch.cat([torch.randperm(n, generator=generator) for _ in range(repeats)])
-        plan.append((torch.full((len(rows),), i, dtype=torch.long), rows))
-    for i in range(len(sizes) - 1):
+def blur(plan: list[tuple[torch.Tensor, torch.Tensor]], blurry: float, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Swap samples across each boundary region of ``plan`` (stretches of (experience,
+    row) pairs) as the module docstring defines; stretch lengths are kept."""
+    plan = [(src.clone(), rows.clone()) for src, rows in plan]
+    for i in range(len(plan) - 1):
         (src_a, rows_a), (src_b, rows_b) = plan[i], plan[i + 1]
         tail, head = int(blurry * len(rows_a)), int(blurry * len(rows_b))
         s = min(tail, head) // 2
@@ -90,18 +78,13 @@ def blurry_plan(sizes: list[int], repeats: int, blurry: float, generator: torch.
     return plan
 
 
-def gather(datasets: list, source: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """One batch of samples ``rows`` of ``datasets[source]``, in the order given."""
-    if all(isinstance(d, TensorData) for d in datasets):
-        first = datasets[int(source[0])].tensors
-        out = [torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype) for t in first]
-        for e in source.unique().tolist():
-            at = source == e
-            for k, t in enumerate(datasets[e].tensors):
-                out[k][at] = t[rows[at]]
-        return tuple(out)
-    items = [datasets[int(e)][int(r)] for e, r in zip(source, rows)]
-    return tuple(torch.stack([torch.as_tensor(item[k]) for item in items]) for k in range(len(items[0])))
+def blurry_plan(sizes: list[int], repeats: int, blurry: float, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each experience in order: (experience of each sample, row of each sample)."""
+    plan = []
+    for i, n in enumerate(sizes):
+        rows = torch.cat([torch.randperm(n, generator=generator) for _ in range(repeats)])
+        plan.append((torch.full((len(rows),), i, dtype=torch.long), rows))
+    return blur(plan, blurry, generator)
 
 
 def as_task_agnostic(scenario: Scenario, *, repeats: int = 1, blurry: float = 0.0, name: Optional[str] = None) -> TaskAgnosticScenario:

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Regenerate the committed reference results: run records of the runnable strategies on the
 # offline scenarios (Fashion-MNIST from /usr/share/datasets/fashion-mnist) with seeds 0, 1, 2,
-# then results/LEADERBOARD.md from them. Settings are reduced (subsampled data, 1 epoch) so the
-# whole set finishes in about 10 minutes on 2 CPU cores; every record carries its config and
-# its deviations, and the leaderboard marks them, so nobody mistakes these for reproductions.
+# then results/reference/LEADERBOARD.md from them (apart from a user's own runs, which go to
+# results/runs/... by default and never enter the reference set). Settings are reduced
+# (subsampled data, 1 epoch) so the whole set finishes in about 10 minutes on 2 CPU cores;
+# every record carries its config and its deviations, and the leaderboard marks them, so
+# nobody mistakes these for reproductions.
 #
 # usage: scripts/reference_runs.sh [extra Hydra overrides for every run]
-#   env: RESULTS (default: results)   CLBENCH (default: clbench)   SEEDS (default: 0,1,2)
+#   env: RESULTS (default: results/reference)   CLBENCH (default: clbench)   SEEDS (default: 0,1,2)
 #        ONLY (a regex: rerun only the plan lines matching it, e.g. ONLY=clr)
 # Edit PLAN to add strategies: one line per scenario, "scenario strategy,strategy,... [overrides]".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RESULTS=${RESULTS:-results}
+RESULTS=${RESULTS:-results/reference}
 CLBENCH=${CLBENCH:-clbench}
 SEEDS=${SEEDS:-0,1,2}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}

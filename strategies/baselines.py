@@ -11,7 +11,7 @@ from torch import nn
 
 from clbench.backbones import create_backbone
 from clbench.buffers import ReservoirBuffer
-from clbench.data import concat
+from clbench.data import TensorData, concat
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import Batch, StepStats
 from clbench.view import LearnerView
@@ -66,7 +66,7 @@ class Finetune(Strategy):
         loss = classification_loss(self(batch.x), batch)
         loss.backward()
         self.optimizer.step()
-        return StepStats(loss=float(loss.detach()), n=len(batch))
+        return StepStats(loss=loss.detach(), n=len(batch))
 
     def observe(self, batch: Batch) -> StepStats:
         return self.step(batch)
@@ -89,17 +89,24 @@ class Joint(Finetune):
 
     def __init__(self, config: FinetuneConfig, info, backbone=None, **kwargs) -> None:
         super().__init__(config, info, backbone, **kwargs)
-        self._initial = copy.deepcopy(self.state_dict())
+        self._initial = {k: v.clone() for k, v in self.state_dict().items() if not k.endswith("_extra_state")}
         self._seen: list = []
 
     def train_experience(self, view: LearnerView) -> None:
         self._seen.append(view.train)
-        self.load_state_dict(self._initial)
+        nn.Module.load_state_dict(self, self._initial, strict=False)  # weights only: RNG and data stay
         self.optimizer = self.make_optimizer()
         union = concat(self._seen)
         for _ in range(self.config.epochs):
             for batch in view.batches_of(union, self.config.batch_size):
                 self.observe(batch)
+
+    def structure(self) -> dict:
+        """The training sets seen so far (joint retrains on all of them)."""
+        return {"seen": [list(d.tensors) for d in self._seen]}
+
+    def build_structure(self, structure: dict) -> None:
+        self._seen = [TensorData(*tensors) for tensors in structure["seen"]]
 
 
 @dataclass
@@ -122,15 +129,9 @@ class ExperienceReplay(Finetune):
     def observe(self, batch: Batch) -> StepStats:
         replay = self.buffer.sample(self.config.replay_batch_size)
         joint = batch if replay is None else Batch(
-            x=torch.cat([batch.x, replay.x]), y=torch.cat([batch.y, replay.y]),
+            x=torch.cat([batch.x, self.augment(replay.raw)]), y=torch.cat([batch.y, replay.y]),
             known=None if batch.known is None else torch.cat([batch.known, replay.known]),
         )
         stats = self.step(joint)
         self.buffer.add(batch)
         return stats
-
-    def get_extra_state(self) -> dict:
-        return {"buffer": self.buffer.state_dict()}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.buffer.load_state_dict(state["buffer"])

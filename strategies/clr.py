@@ -31,6 +31,7 @@ from torch import nn
 
 from clbench.backbones import Backbone, BackboneConfig, create_backbone
 from clbench.features import cache_root
+from clbench.auxdata import AuxData
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import TASK_INCREMENTAL, Batch, ExperienceInfo, StepStats
 from clbench.view import LearnerView
@@ -196,7 +197,7 @@ def default_cache_dir() -> Path:
 
 def pretrain_on_digits(
     config: BackboneConfig, input_shape: tuple[int, ...], *, epochs: int, seed: int, device: torch.device,
-    cache_dir: Path,
+    cache_dir: Path, digits: AuxData,
 ) -> tuple[Path, dict]:
     """Train ``config``'s backbone (random init) with a temporary head on scikit-learn's
     8x8 digits upsampled to ``input_shape``; cache the trunk weights keyed by the settings
@@ -216,9 +217,7 @@ def pretrain_on_digits(
     if path.is_file() and meta_path.is_file():
         return path, {**json.loads(meta_path.read_text()), "cached": True}
 
-    from scenarios.sources.digits import all_images
-
-    x, y = all_images()
+    x, y = digits.data.x, digits.data.y
     x = F.interpolate(x, size=tuple(input_shape[1:]), mode="bilinear", align_corners=False).clamp(0, 1)
     x = x.expand(-1, input_shape[0], -1, -1).contiguous()
     g = torch.Generator().manual_seed(seed)
@@ -261,6 +260,7 @@ class CLR(Strategy):
     needs = frozenset({"task_id_train", "task_id_test", "boundaries"})
     paper_defaults = True
     paper_backbone = "resnet18"
+    uses_validation = True  # the best epoch is chosen on the validation split
     wrap_1x1 = False
 
     def __init__(self, config: CLRConfig, info, backbone: Optional[BackboneConfig] = None, **kwargs) -> None:
@@ -282,7 +282,10 @@ class CLR(Strategy):
         self._active_key: Optional[str] = None  # the task being learnt
 
     # -- hooks ------------------------------------------------------------------------
-    def prepare(self) -> None:
+    def aux_requests(self) -> dict[str, str]:
+        return {"pretraining": "sklearn_digits"} if self._pending else {}
+
+    def prepare(self, aux) -> None:
         """Pretrain the trunk on digits (or load the cached weights) where asked."""
         if not self._pending:
             return
@@ -292,6 +295,7 @@ class CLR(Strategy):
         path, self.pretraining = pretrain_on_digits(
             self.backbone_config, self.info.input_shape, epochs=c.pretrain_epochs, seed=c.pretrain_seed,
             device=self.device, cache_dir=Path(c.cache_dir).expanduser() if c.cache_dir else default_cache_dir(),
+            digits=aux["pretraining"],
         )
         trained = create_backbone(dataclasses.replace(self.backbone_config, weights=str(path)), self.info.input_shape)
         trained.weights_source = f"pretrained by clr on sklearn digits ({trained.weights_source})"
@@ -353,7 +357,7 @@ class CLR(Strategy):
         loss = F.cross_entropy(logits, self._lookup[batch.y]) + self.config.reg * regulariser(state)
         loss.backward()
         self.optimizer.step()
-        return StepStats(loss=float(loss.detach()), n=len(batch))
+        return StepStats(loss=loss.detach(), n=len(batch))
 
     def predict(self, x: torch.Tensor, task: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Each sample through its task's state; its head fills that task's class columns.

@@ -20,6 +20,7 @@ from torch import nn
 
 from clbench.data import TensorData, iterate
 from clbench.features import Flatten, build_frozen_encoder, cache_dir, encode, output_dim
+from clbench.auxdata import AuxData
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Batch, StepStats
 
@@ -58,31 +59,23 @@ class DKVBConfig(StrategyConfig):
 NOT_RECIPE = ("codebook_chunk", "precompute", "key_init_source", "encoder")
 
 
-def digits28() -> TensorData:
-    """scikit-learn's bundled digits (1,797 images, 8x8, 0..16) as 1x28x28 images in
-    [0, 1]: upsampled to 20x20 and padded by 4, the MNIST layout. Labels are unused."""
-    from scenarios.sources.digits import all_images
-
-    x, y = all_images()
-    x = F.pad(F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False).clamp(0, 1), (4, 4, 4, 4))
-    return TensorData(x, y)
+def mnist_layout(x: torch.Tensor) -> torch.Tensor:
+    """8x8 digit images as 1x28x28 images in [0, 1]: upsampled to 20x20 and padded by 4,
+    the MNIST layout. Larger images are only resized to 28x28."""
+    if tuple(x.shape[-2:]) == (8, 8):
+        return F.pad(F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False).clamp(0, 1), (4, 4, 4, 4))
+    return F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
 
 
-def key_init_data(name: str, data_root, limit: Optional[int], generator: torch.Generator) -> tuple[TensorData, str]:
-    """Unlabelled images for key initialisation and where they came from: ``sklearn_digits``
-    or the train split of any registered data source (labels are never read)."""
-    from scenarios.sources import SOURCES, load_source
-
-    if name == DIGITS:
-        data, origin = digits28(), "sklearn.datasets.load_digits (bundled), upsampled to 28x28"
-    elif name in SOURCES:
-        src = load_source(name, data_root)
-        data, origin = src.train, f"{name} train split, unlabelled ({src.origin})"
-    else:
-        raise ValueError(f"unknown key_init_source {name!r}; valid choices: {[DIGITS, *SOURCES.names()]}")
+def key_init_data(aux: AuxData, input_shape: tuple[int, ...], limit: Optional[int],
+                  generator: torch.Generator) -> TensorData:
+    """The unlabelled key-init images (labels are never read), shaped like the stream's inputs."""
+    data = aux.data
+    if tuple(data.x.shape[1:]) != tuple(input_shape) and tuple(input_shape) == (1, 28, 28):
+        data = TensorData(mnist_layout(data.x), data.y, fingerprint=f"{data.fingerprint}/mnist28")
     if limit is not None and limit < len(data):
         data = data.subset(torch.randperm(len(data), generator=generator)[:limit].sort().values, f"keyinit{limit}")
-    return data, origin
+    return data
 
 
 def encoder_deviations(encoder: str, backbone_config, paper: str = "resnet50") -> list[str]:
@@ -168,10 +161,14 @@ class DKVB(Strategy):
             return self.encoder(x)
 
     # -- key initialisation (before the stream) -------------------------------------------
-    def prepare(self) -> None:
+    def aux_requests(self) -> dict[str, str]:
+        return {"key_init": self.config.key_init_source}
+
+    def prepare(self, aux) -> None:
         """Fit the keys by EMA k-means on unlabelled key-init data, then freeze them."""
         c = self.config
-        data, origin = key_init_data(c.key_init_source, self.data_root, c.key_init_limit, self.generator)
+        data = key_init_data(aux["key_init"], self.info.input_shape, c.key_init_limit, self.generator)
+        origin = aux["key_init"].origin
         if tuple(data.x.shape[1:]) != tuple(self.info.input_shape):
             raise ValueError(f"key_init_source {c.key_init_source!r} has inputs of shape {tuple(data.x.shape[1:])}, "
                              f"the stream {tuple(self.info.input_shape)}; choose a source with the stream's input shape "
@@ -230,7 +227,7 @@ class DKVB(Strategy):
         loss.backward()
         torch.nn.utils.clip_grad_norm_([self.values], c.grad_clip)
         self.optimizer.step()
-        return StepStats(loss=float(loss.detach()), n=len(batch))
+        return StepStats(loss=loss.detach(), n=len(batch))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -69,7 +69,7 @@ class FrozenProbe(Strategy):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.head.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        return StepStats(loss=float(loss.detach()), n=len(batch))
+        return StepStats(loss=loss.detach(), n=len(batch))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """`clbench leaderboard`: aggregation over seeds, grouping by config, ranking, the four
-formats, skipped records, and the committed results/LEADERBOARD.md being current.
+formats, skipped records, and the committed results/reference/LEADERBOARD.md being current.
 Records are hand-made RunRecords written to tmp_path (no training)."""
 from __future__ import annotations
 
@@ -248,7 +248,9 @@ def test_latex_is_a_booktabs_table(results, capsys):
     rows = [ln.strip() for ln in body.group(2).splitlines() if ln.strip().endswith(r"\\")]
     assert len(rows) == 3 and all(len(re.findall(r"(?<!\\)&", r)) == ncols - 1 for r in rows)
     assert re.search(r"\\toprule.*\\midrule.*\\bottomrule", body.group(2), re.S)
-    assert r"naive\textsuperscript{1}" in tex and r"46.67 $\pm$ 5.77" in tex and r"\textbf{70.00 $\pm$ 0.00}" in tex
+    assert r"naive\textsuperscript{1}" in tex and r"46.67{\scriptsize$\pm$5.77}" in tex
+    assert r"\textbf{70.00{\scriptsize$\pm$0.00}}" in tex
+    assert r"\resizebox{\ifdim\width>\columnwidth\columnwidth\else\width\fi}{!}{%" in tex
     assert escape("split_fmnist 50% & #1 {x}") == r"split\_fmnist 50\% \& \#1 \{x\}"
 
 
@@ -376,19 +378,19 @@ def test_output_is_deterministic_and_independent_of_location(results, tmp_path, 
 
 
 def test_committed_leaderboard_matches_committed_records(tmp_path, capsys):
-    """results/LEADERBOARD.md must be what `clbench leaderboard results/ --format md` prints."""
-    results = REPO / "results"
+    """results/reference/LEADERBOARD.md must be what `clbench leaderboard results/reference --format md`
+    prints. Only the reference set counts: a user's runs (results/runs/...) never enter it."""
+    results = REPO / "results" / "reference"
     committed = results / "LEADERBOARD.md"
     has_records = bool(records.find(results))
     code, out, _ = run_cli(capsys, results, "--format", "md")
     assert code == 0
+    regenerate = "clbench leaderboard results/reference --format md --out results/reference/LEADERBOARD.md"
     if not committed.exists():  # nothing committed yet: the command still works on the empty folder
-        assert not has_records, ("results/ has run records but no LEADERBOARD.md; run "
-                                 "`clbench leaderboard results/ --format md --out results/LEADERBOARD.md`")
+        assert not has_records, f"results/reference has run records but no LEADERBOARD.md; run `{regenerate}`"
         assert "No complete run records found." in out
         return
-    assert out == committed.read_text(), (
-        "results/LEADERBOARD.md is stale: regenerate with `clbench leaderboard results/ --format md --out results/LEADERBOARD.md`")
+    assert out == committed.read_text(), f"results/reference/LEADERBOARD.md is stale: regenerate with `{regenerate}`"
     # the file written by --out is byte-identical to what is printed
     code, _, _ = run_cli(capsys, results, "--format", "md", "--out", tmp_path / "LB.md")
     assert (tmp_path / "LB.md").read_text() == out

@@ -53,13 +53,25 @@ def test_schema_violations_are_named(tmp_path, mutate, message):
         records.load(path)
 
 
-def test_failed_write_leaves_old_record_intact(tmp_path):
+def test_failed_write_leaves_old_record_intact(tmp_path, monkeypatch):
     path = records.save(make_record(), tmp_path)
     before = path.read_text()
-    with pytest.raises(ValueError):
-        records.save(make_record(metrics={"ACC": float("nan")}), tmp_path)  # NaN is not JSON
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records.os, "fsync", full_disk)
+    with pytest.raises(records.RecordWriteError, match="No space left on device") as info:
+        records.save(make_record(metrics={"ACC": 0.1}), tmp_path)
+    assert str(path) in str(info.value) and "unchanged" in str(info.value) and "\n" not in str(info.value)
     assert path.read_text() == before
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_nan_is_saved_as_null_and_flagged(tmp_path):
+    path = records.save(make_record(metrics={"ACC": float("nan"), "AIA": 0.5}), tmp_path)
+    data = json.loads(path.read_text())
+    assert data["metrics"] == {"ACC": None, "AIA": 0.5} and data["nonfinite"] == ["metrics.ACC"]
 
 
 def test_show_prints_matrix_and_metrics(tmp_path, capsys):

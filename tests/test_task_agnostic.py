@@ -11,7 +11,8 @@ from clbench.launch import run_from_config
 from clbench.config import compose
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import TASK_AGNOSTIC, StepStats
-from scenarios.task_agnostic import as_task_agnostic, blurry_plan, gather
+from clbench.data import gather
+from scenarios.task_agnostic import as_task_agnostic, blurry_plan
 
 from conftest import small_run_overrides
 from probes import sample_ids

@@ -68,6 +68,7 @@ class ClbenchTemplate(SupervisedTemplate):
         eval_every: int = -1,
         val_fraction: float = 0.1,
         seed: int = 0,
+        data_root: Optional[Path] = None,
     ) -> None:
         super().__init__(
             model=strategy, optimizer=None, criterion=CrossEntropyLoss(),
@@ -78,6 +79,7 @@ class ClbenchTemplate(SupervisedTemplate):
         self.data_generator = torch.Generator().manual_seed(seed)  # train/validation split and data order
         self.trained: list[int] = []  # experience indices trained so far
         self._prepared = False
+        self.data_root = data_root
 
     # -- training: the strategy's own hooks -----------------------------------------
     def make_train_dataloader(self, **kwargs: Any) -> None:
@@ -90,7 +92,11 @@ class ClbenchTemplate(SupervisedTemplate):
     def _train_exp(self, experience: Any, eval_streams: Any = None, **kwargs: Any) -> None:
         i = int(experience.current_experience)
         if not self._prepared:
-            self.strategy.prepare()
+            from clbench.auxdata import load_aux
+
+            aux, _ = load_aux(self.strategy.aux_requests(), data_root=self.data_root,
+                              input_shape=self.layout.input_shape, stream_dataset=self.strategy.info.dataset)
+            self.strategy.prepare(aux)
             self._prepared = True
         shows_task = self.layout.kind == TASK_INCREMENTAL
         task = self.layout.task_labels[i] if shows_task else None
@@ -208,5 +214,6 @@ def make_strategy(
     config = cls.config_class(name=name, **overrides)
     with _seeded(seed):
         strategy = cls(config, layout.info(f"avalanche:{type(benchmark).__name__}"), _backbone_config(backbone),
-                       seed=seed, data_root=data_root)
-    return ClbenchTemplate(strategy=strategy, layout=layout, val_fraction=val_fraction, seed=seed, **template_args)
+                       seed=seed)
+    return ClbenchTemplate(strategy=strategy, layout=layout, val_fraction=val_fraction, seed=seed, data_root=data_root,
+                           **template_args)

@@ -14,15 +14,17 @@ from clbench.records import RunRecord
 
 @dataclass(frozen=True)
 class Column:
-    """One reported quantity: record key, header, which way is better, display unit."""
+    """One reported quantity: record key, header, which way is better (None: neither,
+    so no best mark), display unit."""
 
     key: str
     header: str
-    higher_is_better: bool
-    unit: str  # "fraction" (printed in %), "count", "seconds", "flops"
+    higher_is_better: Optional[bool]
+    unit: str  # "fraction" (printed in %), "count", "seconds", "flops", "number"
 
 
-#: Every column a leaderboard can show, in display order.
+#: Every column a leaderboard can show, in display order (``aux.<name>`` columns, from
+#: ``extra.aux`` of the records, are added on request by :func:`column`).
 COLUMNS: tuple[Column, ...] = (
     Column("ACC", "ACC", True, "fraction"),
     Column("AIA", "AIA", True, "fraction"),
@@ -34,13 +36,32 @@ COLUMNS: tuple[Column, ...] = (
     Column("last_mAP", "Last mAP", True, "fraction"),
     Column("CF1", "CF1", True, "fraction"),
     Column("OF1", "OF1", True, "fraction"),
+    Column("routing_accuracy", "Routing acc", True, "fraction"),
     Column("params_total", "Params", False, "count"),
     Column("params_added", "+Params/exp", False, "count"),
+    Column("prepare_s", "Prep s", False, "seconds"),
     Column("train_s", "Train s", False, "seconds"),
+    Column("eval_s", "Eval s", False, "seconds"),
+    Column("total_s", "Total s", False, "seconds"),
     Column("flops", "Train FLOPs", False, "flops"),
+    Column("acc_per_pflop", "ACC/PFLOP", True, "number"),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 _BY_KEY = {c.key: c for c in COLUMNS}
+AUX_PREFIX = "aux."
+#: The columns of ``--format latex`` without ``--metric``: few enough for a one-column page.
+COMPACT_KEYS = ("ACC", "AIA", "FGT", "params_total", "total_s")
+#: Multi-label records carry each of these twice (KRT's names): a table shows the pair once.
+MULTILABEL_ALIASES = {"last_mAP": "ACC", "avg_mAP": "AIA"}
+
+
+def column(key: str) -> Column:
+    """The column of ``key``: one of :data:`COLUMN_KEYS` or ``aux.<name>``; KeyError otherwise."""
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    if key.startswith(AUX_PREFIX) and len(key) > len(AUX_PREFIX):
+        return Column(key, key, None, "number")
+    raise KeyError(key)
 
 
 @dataclass(frozen=True)
@@ -60,22 +81,71 @@ class Stat:
         return cls(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals))
 
 
-def record_values(record: RunRecord) -> dict[str, Optional[float]]:
+def record_values(record: RunRecord, aux: Sequence[str] = ()) -> dict[str, Optional[float]]:
     """A run's value for every column: its metrics (INT is added by the table, which
-    knows the joint reference) plus final parameter count, mean
-    parameters added per experience, total training seconds and total training FLOPs
-    (None where not recorded; FLOPs only when counted for every experience)."""
-    out: dict[str, Optional[float]] = {k: record.metrics.get(k) for k in COLUMN_KEYS}
+    knows the joint reference) plus final parameter count, mean parameters added per
+    experience, preparation / training / evaluation / total wall seconds (see
+    :func:`phase_seconds`), total training FLOPs (``compute.train_flops``, else the sum
+    of ``timing.flops`` when counted for every experience), ACC per training PFLOP and
+    the ``extra.aux`` values named in ``aux`` (None where not recorded)."""
+    out: dict[str, Optional[float]] = {k: _num(record.metrics.get(k)) for k in COLUMN_KEYS}
     params = record.params or {}
-    after = [a.get("total") for a in params.get("after", []) if isinstance(a, dict)]
-    added = [a.get("total") for a in params.get("added", []) if isinstance(a, dict)]
+    after = [a.get("total") for a in params.get("after") or [] if isinstance(a, dict)]
+    added = [a.get("total") for a in params.get("added") or [] if isinstance(a, dict)]
     out["params_total"] = after[-1] if after and after[-1] is not None else (params.get("initial") or {}).get("total")
     out["params_added"] = statistics.fmean(added) if added and None not in added else None
-    train = (record.timing or {}).get("train_s") or []
-    out["train_s"] = float(sum(train)) if train and None not in train else None
-    flops = (record.timing or {}).get("flops") or []
-    out["flops"] = float(sum(flops)) if flops and None not in flops else None
+    out.update(phase_seconds(record.timing or {}))
+    flops = _num((record.compute or {}).get("train_flops"))
+    if flops is None:
+        per_exp = (record.timing or {}).get("flops") or []
+        flops = float(sum(per_exp)) if per_exp and None not in per_exp else None
+    out["flops"] = flops
+    acc = out.get("ACC")
+    out["acc_per_pflop"] = 100 * acc / (flops / 1e15) if acc is not None and flops else None
+    extra_aux = (record.extra or {}).get("aux") or {}
+    for key in aux:
+        out[key] = _num(extra_aux.get(key[len(AUX_PREFIX):]))
     return out
+
+
+def _num(v) -> Optional[float]:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def phase_seconds(timing: dict) -> dict[str, Optional[float]]:
+    """Wall seconds of ``prepare_s`` (the strategy's ``prepare``, e.g. DKVB's key init,
+    plus encoding data with a frozen encoder), ``train_s`` and ``eval_s`` (summed over
+    experiences; eval includes the evaluation before training) and ``total_s``, their
+    sum. Read from ``timing.prepare_s`` / ``encode_s`` / ``train_s`` / ``eval_s``; where
+    one is missing, from ``timing.phases`` ({name: seconds} or [{"name", "seconds"}]),
+    whose names starting with "train" count as training, with "eval" or "test" as
+    evaluation and any other as preparation. None where nothing is recorded."""
+    def total(v) -> Optional[float]:
+        if isinstance(v, list):
+            return float(sum(v)) if v and None not in v else None
+        return _num(v)
+
+    prepare = [total(timing.get(k)) for k in ("prepare_s", "encode_s") if k in timing]
+    got: dict[str, Optional[float]] = {
+        "prepare_s": sum(prepare) if prepare and None not in prepare else None,
+        "train_s": total(timing.get("train_s")),
+        "eval_s": total(timing.get("eval_s")),
+    }
+    phases = timing.get("phases")
+    items = list(phases.items()) if isinstance(phases, dict) else [
+        (p.get("name", p.get("phase")), p.get("seconds", p.get("s"))) for p in phases or [] if isinstance(p, dict)]
+    from_phases: dict[str, float] = {}
+    for name, secs in items:
+        name = str(name).lower()
+        part = "train_s" if name.startswith("train") else "eval_s" if name.startswith(("eval", "test")) else "prepare_s"
+        if total(secs) is not None:
+            from_phases[part] = from_phases.get(part, 0.0) + total(secs)  # type: ignore[operator]
+    for part, secs in from_phases.items():
+        if got[part] is None:
+            got[part] = secs
+    parts = [got["prepare_s"], got["train_s"], got["eval_s"]]
+    got["total_s"] = sum(p for p in parts if p is not None) if got["train_s"] is not None else None
+    return got
 
 
 @dataclass
@@ -130,14 +200,25 @@ class ScenarioTable:
     notes: list[str]  # deviation texts; footnote k is notes[k - 1]
 
     def best(self, column: Column) -> set[int]:
-        """Indices of the rows whose mean, rounded as printed, is best in ``column``
-        (none when all rows show the same value)."""
+        """Indices of the rows whose mean, rounded as printed, is best in ``column``;
+        none when all rows show the same value, for a column without a direction, or
+        when a best row's std exceeds its lead over the runner-up (the order is noise)."""
+        if column.higher_is_better is None:
+            return set()
         shown = [(i, rounded(row.stats[column.key].mean, column)) for i, row in enumerate(self.rows)
                  if row.stats[column.key].mean is not None]
         if len({v for _, v in shown}) < 2:  # one value, or all equal: nothing stands out
             return set()
-        top = (max if column.higher_is_better else min)(v for _, v in shown)
-        return {i for i, v in shown if v == top}
+        pick = max if column.higher_is_better else min
+        top = pick(v for _, v in shown)
+        winners = {i for i, v in shown if v == top}
+        runner_up = pick(v for _, v in shown if v != top)
+        runner_mean = next(self.rows[i].stats[column.key].mean for i, v in shown if v == runner_up)
+        for i in winners:
+            stat = self.rows[i].stats[column.key]
+            if stat.std is not None and stat.std > abs(stat.mean - runner_mean):
+                return set()
+        return winners
 
 
 def rounded(value: float, column: Column) -> float:
@@ -147,7 +228,7 @@ def rounded(value: float, column: Column) -> float:
         return round(100 * value, 2)
     if column.unit == "seconds":
         return round(value, 1)
-    if column.unit == "flops":
+    if column.unit in ("flops", "number"):
         return float(f"{value:.3g}")
     return float(round(value))
 
@@ -164,43 +245,62 @@ class Leaderboard:
 
 def build_tables(groups: Sequence[Group], *, rank_by: str = "ACC", keys: Optional[Sequence[str]] = None) -> list[ScenarioTable]:
     """Aggregate groups into ranked tables, one per scenario (sorted by name). Columns
-    are ``keys`` (default: all) restricted to those some row of the scenario defines."""
+    are ``keys`` (default: all) restricted to those some row of the scenario defines;
+    without ``keys``, a multi-label table shows Last/Avg mAP once (as ACC/AIA) where
+    they are the same numbers. Rows are ranked by ``rank_by``, ties by total seconds."""
+    aux = [k for k in keys or () if k.startswith(AUX_PREFIX)]
+    all_keys = list(COLUMN_KEYS) + aux
     tables = []
     for scenario in sorted({g.scenario for g in groups}):
         mine = [g for g in groups if g.scenario == scenario]
         labels = _labels(mine)
         rows = []
         for g in mine:
-            values = [record_values(r) for r in g.records]
+            values = [record_values(r, aux) for r in g.records]
             for v, int_ in zip(values, intransigence_values(g, mine)):
                 v["INT"] = int_
-            stats = {k: Stat.of(v[k] for v in values) for k in COLUMN_KEYS}
+            stats = {k: Stat.of(v[k] for v in values) for k in all_keys}
             deviations = sorted({d for r in g.records for d in (r.deviations or [])})
             rows.append(Row(g.strategy, labels[g.config_id], g.config_id, g.config, g.records,
                             [run.path for run in g.runs], stats, deviations))
+        first = mine[0].records[0]
+        kind = first.scenario.get("kind", "?")
         wanted = list(keys) if keys else list(COLUMN_KEYS)
-        columns = [_BY_KEY[k] for k in COLUMN_KEYS if k in wanted and any(r.stats[k].n for r in rows)]
-        table_rank = rank_by if any(r.stats[rank_by].n for r in rows) else "ACC"
-        _rank(rows, _BY_KEY[table_rank])
+        if not keys and kind == "multilabel":
+            wanted = [k for k in wanted if not (k in MULTILABEL_ALIASES and _same(rows, k, MULTILABEL_ALIASES[k]))]
+        columns = [column(k) for k in all_keys if k in wanted and any(r.stats[k].n for r in rows)]
+        table_rank = rank_by if rank_by in all_keys and any(r.stats[rank_by].n for r in rows) else "ACC"
+        _rank(rows, column(table_rank))
         notes: list[str] = []
-        for row in rows:
+        for row in rows:  # numbered in order of first appearance, down the ranked table
             for d in row.deviations:
                 if d not in notes:
                     notes.append(d)
-            row.notes = [notes.index(d) + 1 for d in row.deviations]
-        first = mine[0].records[0]
+            row.notes = sorted(notes.index(d) + 1 for d in row.deviations)
         T = first.scenario.get("num_experiences") or len(first.matrix[0])
-        tables.append(ScenarioTable(scenario, first.scenario.get("kind", "?"), T, columns, rows, table_rank, notes))
+        tables.append(ScenarioTable(scenario, kind, T, columns, rows, table_rank, notes))
     return tables
 
 
+def _same(rows: Sequence[Row], key: str, alias: str) -> bool:
+    """Whether every run's ``key`` equals its ``alias`` (e.g. multi-label last_mAP and ACC)."""
+    for row in rows:
+        for r in row.records:
+            a, b = r.metrics.get(key), r.metrics.get(alias)
+            if (a is None) != (b is None) or (a is not None and abs(float(a) - float(b)) > 1e-9):
+                return False
+    return True
+
+
 def _rank(rows: list[Row], column: Column) -> None:
-    """Sort rows best first by ``column`` (rows without it last; ties by label, config id)."""
-    sign = -1.0 if column.higher_is_better else 1.0
+    """Sort rows best first by ``column`` (rows without it last; ties by total seconds,
+    then label, config id)."""
+    sign = -1.0 if column.higher_is_better is not False else 1.0
 
     def key(row: Row):
         m = row.stats[column.key].mean
-        return (m is None, 0.0 if m is None else sign * m, row.label, row.config_id)
+        t = row.stats["total_s"].mean
+        return (m is None, 0.0 if m is None else sign * rounded(m, column), t is None, t or 0.0, row.label, row.config_id)
 
     rows.sort(key=key)
     for i, row in enumerate(rows, 1):

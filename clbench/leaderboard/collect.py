@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Union
 
-from clbench.records import RecordError, RunRecord, find, load
+from clbench.records import RecordError, RunRecord, find, liveness_note, load
 
 #: Top-level keys of ``record.config`` that say where or how a run was executed, not
 #: what was learned: two runs differing only in these are the same experiment.
@@ -37,11 +37,26 @@ class Loaded:
     record: RunRecord
 
 
+#: Folders below a results dir that hold no run records of it (W&B runs, Hydra sweeps).
+NOT_RECORDS = ("wandb", "sweeps", "checkpoints")
+
+
 def record_files(results_dir: Union[str, Path]) -> list[Path]:
-    """Record files under ``results_dir/runs`` (the layout ``records.save`` writes), or
-    every ``*.json`` below ``results_dir`` when it has no ``runs`` folder."""
+    """Record files under ``results_dir/runs`` (the layout ``records.save`` writes), or,
+    when it has no ``runs`` folder (e.g. ``results/runs/split_fmnist``), every ``*.json``
+    below it except those of another results dir nested in it (such as
+    ``results/reference/runs/...``: the committed reference runs never mix with a
+    user's) and of :data:`NOT_RECORDS` folders."""
     root = Path(results_dir)
-    return find(root) if (root / "runs").is_dir() else sorted(root.rglob("*.json"))
+    if (root / "runs").is_dir():
+        return find(root)
+    out = []
+    for path in sorted(root.rglob("*.json")):
+        parts = path.relative_to(root).parts[:-1]
+        if "runs" in parts or any(p in NOT_RECORDS or p.startswith(".") for p in parts):
+            continue
+        out.append(path)
+    return out
 
 
 def load_records(results_dir: Union[str, Path]) -> tuple[list[Loaded], list[Skipped]]:
@@ -57,10 +72,13 @@ def load_records(results_dir: Union[str, Path]) -> tuple[list[Loaded], list[Skip
         except RecordError as err:
             skipped.append(Skipped(rel, str(err).replace(str(path), "").lstrip(": ") or "unreadable"))
             continue
-        except (OSError, TypeError, ValueError) as err:  # e.g. unexpected field types in the dataclass
+        except (OSError, TypeError, ValueError, RecursionError) as err:  # e.g. unexpected field types in the dataclass
             skipped.append(Skipped(rel, f"unreadable record ({type(err).__name__}: {err})"))
             continue
-        problem = check_usable(record)
+        try:
+            problem = check_usable(record)
+        except Exception as err:  # noqa: BLE001 - one odd record never costs the table
+            problem = f"unusable record ({type(err).__name__}: {err})"
         if problem:
             skipped.append(Skipped(rel, problem))
         else:
@@ -69,29 +87,125 @@ def load_records(results_dir: Union[str, Path]) -> tuple[list[Loaded], list[Skip
 
 
 def check_usable(record: RunRecord) -> str:
-    """Why a schema-valid record cannot enter a leaderboard ('' when it can)."""
+    """Why a schema-valid record cannot enter a leaderboard ('' when it can): not
+    complete, a matrix that is not (T+1) x T, or a field of the wrong type anywhere the
+    leaderboard reads (:func:`type_problems`)."""
     if record.status != "complete":
-        done = f"{record.experiences_done}/{record.scenario.get('num_experiences', '?')} experiences done"
+        T = record.scenario.get("num_experiences", "?")
+        done = f"{record.experiences_done}/{T if isinstance(T, (int, str)) else '?'} experiences done"
         error = f": {record.error}" if record.error else ""
-        return f"status {record.status!r} ({done}){error}"
+        note = liveness_note(record)
+        return f"status {record.status!r} ({note + '; ' if note else ''}{done}){error}"
+    wrong = type_problems(record)
+    if wrong:
+        return "fields of the wrong type: " + "; ".join(wrong)
     matrix = record.matrix
     T = len(matrix[0]) if matrix and isinstance(matrix[0], list) else 0
     if T == 0 or len(matrix) != T + 1 or any(not isinstance(r, list) or len(r) != T for r in matrix):
         return "accuracy matrix is not (T+1) x T"
+    nonfinite = [p for p in (record.nonfinite or []) if isinstance(p, str) and p.startswith(("matrix", "metrics.ACC"))]
+    if nonfinite:
+        return f"non-finite values (saved as null) at {', '.join(nonfinite[:5])}"
     if not all(_is_number(v) for r in matrix for v in r):
         return "accuracy matrix holds non-numeric entries"
     if not _is_number(record.metrics.get("ACC")):
         return "metrics lack a numeric ACC"
-    wrong = [k for k, typ in (("params", dict), ("timing", dict), ("union_accuracy", list), ("deviations", list))
-             if not isinstance(getattr(record, k), typ)]
-    if wrong:
-        return f"fields of the wrong type: {wrong}"
     if not all(_is_number(v) for v in record.union_accuracy):
         return "union_accuracy holds non-numeric entries"
     bad = [k for k, v in record.metrics.items() if v is not None and not _is_number(v)]
     if bad:
         return f"non-numeric metrics {sorted(bad)}"
     return ""
+
+
+def _kind(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _is_count(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+
+def type_problems(record: RunRecord) -> list[str]:
+    """Each field the leaderboard reads whose type is wrong, as ``"path should be X (got Y)"``.
+    Optional fields may be absent or null; present ones must have the documented type."""
+    out: list[str] = []
+
+    def need(path: str, value: Any, ok: bool, what: str) -> bool:
+        if not ok:
+            out.append(f"{path} should be {what} (got {_kind(value)})")
+        return ok
+
+    for part in ("scenario", "strategy"):
+        name = getattr(record, part).get("name")
+        need(f"{part}.name", name, isinstance(name, str) and bool(name), "a non-empty string")
+    kind = record.scenario.get("kind")
+    need("scenario.kind", kind, kind is None or isinstance(kind, str), "a string")
+    n = record.scenario.get("num_experiences")
+    need("scenario.num_experiences", n, n is None or (isinstance(n, int) and not isinstance(n, bool)), "an integer")
+    scfg = record.strategy.get("config")
+    need("strategy.config", scfg, scfg is None or isinstance(scfg, dict), "an object")
+    for key in ("scenario", "strategy", "backbone"):
+        node = record.config.get(key)
+        need(f"config.{key}", node, node is None or isinstance(node, dict), "an object")
+    need("experiences_done", record.experiences_done,
+         isinstance(record.experiences_done, int) and not isinstance(record.experiences_done, bool), "an integer")
+    need("matrix", record.matrix, isinstance(record.matrix, list), "a list")
+    if need("union_accuracy", record.union_accuracy, isinstance(record.union_accuracy, list), "a list"):
+        pass
+    if need("deviations", record.deviations, isinstance(record.deviations, list), "a list of strings"):
+        bad = [d for d in record.deviations if not isinstance(d, str)]
+        need("deviations[]", bad[0] if bad else None, not bad, "strings")
+    if need("params", record.params, isinstance(record.params, dict), "an object"):
+        initial = record.params.get("initial")
+        if need("params.initial", initial, initial is None or isinstance(initial, dict), "an object"):
+            total = (initial or {}).get("total")
+            need("params.initial.total", total, _is_count(total), "a number")
+        for key in ("after", "added"):
+            items = record.params.get(key)
+            if need(f"params.{key}", items, items is None or isinstance(items, list), "a list of objects"):
+                for i, item in enumerate(items or []):
+                    if not need(f"params.{key}[{i}]", item, isinstance(item, dict), "an object"):
+                        break
+                    if not need(f"params.{key}[{i}].total", item.get("total"), _is_count(item.get("total")), "a number"):
+                        break
+    if need("timing", record.timing, isinstance(record.timing, dict), "an object"):
+        for key in ("prepare_s", "encode_s"):
+            v = record.timing.get(key)
+            need(f"timing.{key}", v, _is_count(v), "a number")
+        for key in ("train_s", "eval_s", "flops"):
+            v = record.timing.get(key)
+            if need(f"timing.{key}", v, v is None or isinstance(v, list), "a list of numbers"):
+                bad = [x for x in v or [] if not _is_count(x)]
+                need(f"timing.{key}[]", bad[0] if bad else None, not bad, "numbers")
+        phases = record.timing.get("phases")
+        if phases is not None and not _phases_ok(phases):
+            out.append(f"timing.phases should map phase names to seconds (got {_kind(phases)})")
+    if need("compute", record.compute, isinstance(record.compute, dict), "an object"):
+        v = record.compute.get("train_flops")
+        need("compute.train_flops", v, _is_count(v), "a number")
+    if need("extra", record.extra, isinstance(record.extra, dict), "an object"):
+        aux = record.extra.get("aux")
+        if need("extra.aux", aux, aux is None or isinstance(aux, dict), "an object of numbers"):
+            bad = [k for k, v in (aux or {}).items() if not _is_count(v)]
+            need(f"extra.aux.{bad[0] if bad else ''}", (aux or {}).get(bad[0]) if bad else None, not bad, "a number")
+    if need("metrics", record.metrics, isinstance(record.metrics, dict), "an object"):
+        bad = [k for k, v in record.metrics.items() if not _is_count(v)]
+        need(f"metrics.{bad[0] if bad else ''}", record.metrics.get(bad[0]) if bad else None, not bad, "a number or null")
+    return out
+
+
+def _phases_ok(phases: Any) -> bool:
+    """``timing.phases``: {name: seconds or [seconds, ...]} or [{"name": ..., "seconds": ...}, ...]."""
+    def seconds(v: Any) -> bool:
+        return _is_count(v) or (isinstance(v, list) and all(_is_count(x) for x in v))
+
+    if isinstance(phases, dict):
+        return all(isinstance(k, str) and seconds(v) for k, v in phases.items())
+    if isinstance(phases, list):
+        return all(isinstance(p, dict) and isinstance(p.get("name", p.get("phase")), str)
+                   and seconds(p.get("seconds", p.get("s"))) for p in phases)
+    return False
 
 
 def _is_number(v: Any) -> bool:
@@ -153,6 +267,15 @@ def group_runs(loaded: Iterable[Loaded]) -> tuple[list[Group], list[Skipped]]:
         for item in group.runs:
             by_seed.setdefault(item.record.seed, []).append(item)
         kept = []
+        sizes = [len(it.record.matrix[0]) for it in group.runs]
+        common = max(set(sizes), key=lambda t: (sizes.count(t), t))
+        for seed in list(by_seed):
+            odd = [it for it in by_seed[seed] if len(it.record.matrix[0]) != common]
+            skipped += [Skipped(it.path, f"{len(it.record.matrix[0])} experiences, where the other runs of its "
+                                         f"configuration have {common}") for it in odd]
+            by_seed[seed] = [it for it in by_seed[seed] if len(it.record.matrix[0]) == common]
+            if not by_seed[seed]:
+                del by_seed[seed]
         for seed in sorted(by_seed):
             runs = sorted(by_seed[seed], key=lambda it: (it.record.created, it.record.run_id, it.path))
             kept.append(runs[-1])

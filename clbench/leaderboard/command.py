@@ -6,16 +6,25 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from clbench.leaderboard.aggregate import COLUMN_KEYS, Leaderboard, build_tables
+from clbench.leaderboard.aggregate import AUX_PREFIX, COLUMN_KEYS, COMPACT_KEYS, Leaderboard, build_tables
 from clbench.leaderboard.collect import group_runs, load_records
 
 
-def _renderers() -> dict[str, Callable[[Leaderboard], str]]:
+def _renderers(figures: Optional[Path] = None) -> dict[str, Callable[[Leaderboard], str]]:
     from clbench.leaderboard.formats import render_csv, render_markdown
     from clbench.leaderboard.html import render_html
     from clbench.leaderboard.latex import render_latex
 
-    return {"md": render_markdown, "csv": render_csv, "latex": render_latex, "html": render_html}
+    return {"md": render_markdown, "csv": render_csv, "latex": render_latex,
+            "html": lambda board: render_html(board, figures_dir=figures)}
+
+
+def _metric(text: str) -> str:
+    """A ``--metric`` value: a column key, or ``aux.<name>`` (a value of the records' ``extra.aux``)."""
+    if text in COLUMN_KEYS or (text.startswith(AUX_PREFIX) and len(text) > len(AUX_PREFIX)):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(COLUMN_KEYS)}, "
+                                     f"or {AUX_PREFIX}<name> for a value of the records' extra.aux)")
 
 
 FORMATS = ("md", "csv", "latex", "html")
@@ -48,8 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default: md)")
     p.add_argument("--out", type=Path, metavar="FILE", help="write here instead of standard output")
     p.add_argument("--scenario", nargs="+", metavar="NAME", help="only these scenarios")
-    p.add_argument("--metric", nargs="+", metavar="KEY", choices=COLUMN_KEYS,
-                   help=f"only these columns (default: all recorded); choices: {', '.join(COLUMN_KEYS)}")
+    p.add_argument("--metric", nargs="+", metavar="KEY", type=_metric,
+                   help=f"only these columns (default: all recorded; for latex the compact set "
+                        f"{', '.join(COMPACT_KEYS)}); choices: {', '.join(COLUMN_KEYS)}, or {AUX_PREFIX}<name>")
+    p.add_argument("--figures", type=Path, metavar="DIR",
+                   help="html: also write every figure into DIR as PNG and SVG files")
     p.add_argument("--rank", default="ACC", choices=COLUMN_KEYS, metavar="KEY",
                    help="column to rank rows by (default: ACC; a scenario without it ranks by ACC)")
     return p
@@ -66,17 +78,28 @@ def leaderboard_command(args: list[str]) -> int:
         print(f"clbench leaderboard: error: results directory {str(ns.results_dir)!r} does not exist", file=sys.stderr)
         return 2
     try:
-        board = build_leaderboard(ns.results_dir, scenarios=ns.scenario, metrics=ns.metric, rank_by=ns.rank)
+        metrics = ns.metric or (list(COMPACT_KEYS) if ns.format == "latex" else None)
+        board = build_leaderboard(ns.results_dir, scenarios=ns.scenario, metrics=metrics, rank_by=ns.rank)
     except ValueError as err:
         print(f"clbench leaderboard: error: {err}", file=sys.stderr)
         return 2
-    text = _renderers()[ns.format](board)
-    if ns.out is None:
-        sys.stdout.write(text)
-    else:
-        ns.out.parent.mkdir(parents=True, exist_ok=True)
-        ns.out.write_text(text)
+    if ns.figures is not None and ns.format != "html":
+        print("clbench leaderboard: error: --figures goes with --format html", file=sys.stderr)
+        return 2
+    text = _renderers(ns.figures)[ns.format](board)
+    try:
+        if ns.out is None:
+            sys.stdout.write(text)
+        else:
+            ns.out.parent.mkdir(parents=True, exist_ok=True)
+            ns.out.write_text(text)
+    except OSError as err:
+        if isinstance(err, BrokenPipeError):
+            raise
+        print(f"clbench leaderboard: error: cannot write {ns.out}: {err.strerror or err}", file=sys.stderr)
+        return 2
     if board.skipped:
-        print(f"clbench leaderboard: skipped {len(board.skipped)} record files (listed in the output"
+        n = len(board.skipped)
+        print(f"clbench leaderboard: skipped {n} record file{'' if n == 1 else 's'} (listed in the output"
               f"{'' if ns.format != 'csv' else ' of --format md'})", file=sys.stderr)
     return 0

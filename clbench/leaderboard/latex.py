@@ -1,11 +1,13 @@
 """The leaderboard as LaTeX tables (booktabs), one ``table`` float per scenario, ready
-to paste into a paper (needs ``\\usepackage{booktabs}``)."""
+to paste into a paper (needs ``\\usepackage{booktabs,graphicx}``). Without ``--metric``
+the columns are the compact set (:data:`~clbench.leaderboard.aggregate.COMPACT_KEYS`), and
+a table wider than the column is scaled down to ``\\columnwidth`` (never up)."""
 from __future__ import annotations
 
 import re
 
 from clbench.leaderboard.aggregate import Leaderboard, ScenarioTable
-from clbench.leaderboard.formats import format_stat
+from clbench.leaderboard.formats import PROTOCOL_DOC, format_stat, plural
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -22,7 +24,8 @@ def escape(text: str) -> str:
 
 def render_latex(board: Leaderboard) -> str:
     """All scenario tables; skipped records listed as comments."""
-    out = [f"% clbench leaderboard from {board.num_records} run records (generated; needs \\usepackage{{booktabs}})", ""]
+    out = [f"% clbench leaderboard from {plural(board.num_records, 'run record')} "
+           "(generated; needs \\usepackage{booktabs,graphicx})", ""]
     for table in board.tables:
         out += _table(table) + [""]
     for s in board.skipped:
@@ -30,16 +33,28 @@ def render_latex(board: Leaderboard) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+def _cell(stat, column, seeds: int) -> str:
+    """``mean`` with the std in a smaller size (``{\\scriptsize$\\pm$std}``): narrower columns."""
+    text = format_stat(stat, column, seeds)
+    mean, sep, rest = text.partition(" ± ")
+    if not sep:
+        return escape(text)
+    return escape(mean) + r"{\scriptsize$\pm$" + escape(rest) + "}"
+
+
 def _table(table: ScenarioTable) -> list[str]:
     cols = "rl" + "r" * (1 + len(table.columns))
-    caption = (f"{escape(table.scenario)} ({escape(table.kind.replace('_', '-'))}, {table.num_experiences} experiences): "
-               f"mean $\\pm$ sample std over $n$ seeds, metrics in \\%; ranked by {escape(table.rank_by)}, best in bold.")
-    arrows = {True: r"$\uparrow$", False: r"$\downarrow$"}
-    heads = [r"\#", "Strategy", "$n$"] + [f"{escape(c.header)} {arrows[c.higher_is_better]}" for c in table.columns]
+    caption = (f"{escape(table.scenario)} ({escape(table.kind.replace('_', '-'))}, "
+               f"{plural(table.num_experiences, 'experience')}): "
+               f"mean $\\pm$ sample std over $n$ seeds, metrics in \\% (defined in {escape(PROTOCOL_DOC)}); "
+               f"ranked by {escape(table.rank_by)}, best in bold.")
+    arrows = {True: r" $\uparrow$", False: r" $\downarrow$", None: ""}
+    heads = [r"\#", "Strategy", "$n$"] + [f"{escape(c.header)}{arrows[c.higher_is_better]}" for c in table.columns]
     lines = [
-        r"\begin{table}[t]", r"  \centering", r"  \small",
+        r"\begin{table}[t]", r"  \centering", r"  \small", r"  \setlength{\tabcolsep}{3pt}",
         f"  \\caption{{{caption}}}",
         f"  \\label{{tab:clbench-{re.sub(r'[^A-Za-z0-9]+', '-', table.scenario)}}}",
+        r"  \resizebox{\ifdim\width>\columnwidth\columnwidth\else\width\fi}{!}{%",
         f"  \\begin{{tabular}}{{@{{}}{cols}@{{}}}}", r"    \toprule",
         "    " + " & ".join(heads) + r" \\", r"    \midrule",
     ]
@@ -48,10 +63,10 @@ def _table(table: ScenarioTable) -> list[str]:
         label = escape(row.label) + (f"\\textsuperscript{{{','.join(map(str, row.notes))}}}" if row.notes else "")
         cells = [str(row.rank), label, str(len(row.records))]
         for c in table.columns:
-            cell = escape(format_stat(row.stats[c.key], c, len(row.records)))
+            cell = _cell(row.stats[c.key], c, len(row.records))
             cells.append(f"\\textbf{{{cell}}}" if i in best[c.key] else cell)
         lines.append("    " + " & ".join(cells) + r" \\")
-    lines += [r"    \bottomrule", r"  \end{tabular}"]
+    lines += [r"    \bottomrule", r"  \end{tabular}}"]
     if table.notes:
         lines.append(r"  \par\smallskip{\footnotesize Deviations from the paper protocol (reduced runs, not reproductions): "
                      + "; ".join(f"\\textsuperscript{{{k}}}{escape(n)}" for k, n in enumerate(table.notes, 1)) + r".\par}")

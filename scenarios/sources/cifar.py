@@ -6,17 +6,21 @@ extracting https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (cifar-100-py
 into ``<data_root>``, or with ``scenario.download=true`` (torchvision downloads and
 checks the archive's md5).
 
-Reading uses torchvision's own CIFAR10/CIFAR100 classes, with one change: their
-md5 gate is replaced by an existence check (see :class:`CIFAR10Files`). The md5 check
-still runs, as an audit: the source's ``origin`` (recorded as the scenario's
-``files``) says whether every file matches the published release.
+The batches are Python pickles. They are read with a restricted unpickler
+(:func:`safe_load`) that admits only what the format holds (numpy arrays, lists, dicts,
+strings, bytes) and refuses anything else, naming the file: a planted file under
+``data_root`` cannot run code. The reading itself follows torchvision's CIFAR10/CIFAR100
+(same keys, reshape and label names). The md5 of each file is not required (fixtures in
+the real format must load), but checked as an audit: the source's ``origin`` (recorded
+as the scenario's ``files``) says whether every file matches the published release.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import pickle
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -28,29 +32,47 @@ from clbench.errors import DataMissingError
 from scenarios.sources import SOURCES, LabelledSource
 
 
-class CIFAR10Files(CIFAR10):
-    """torchvision's CIFAR-10 reader (same pickle parsing, reshape and label-name
-    lookup) with the md5 of each file not required at load time.
+#: The official torchvision classes, for their file lists, folder names, url and md5s.
+VARIANTS = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 
-    Why: torchvision refuses any file whose md5 differs from the release, which makes
-    its reading code untestable on small fixtures written in the real format; the
-    check is kept as an audit (:func:`differing_files`) instead of a gate.
-    """
-
-    train_list = [[name, None] for name, _ in CIFAR10.train_list]
-    test_list = [[name, None] for name, _ in CIFAR10.test_list]
-    meta = {**CIFAR10.meta, "md5": None}
-
-
-class CIFAR100Files(CIFAR100):
-    """torchvision's CIFAR-100 reader (fine labels), md5 not required; see :class:`CIFAR10Files`."""
-
-    train_list = [[name, None] for name, _ in CIFAR100.train_list]
-    test_list = [[name, None] for name, _ in CIFAR100.test_list]
-    meta = {**CIFAR100.meta, "md5": None}
+#: What a CIFAR python batch may reference: numpy's array and scalar reconstruction
+#: (under numpy 1's and numpy 2's module names) and ``_codecs.encode``, which pickle
+#: protocol 2 uses for bytes. Everything else is refused.
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
 
 
-VARIANTS = {"cifar10": (CIFAR10, CIFAR10Files), "cifar100": (CIFAR100, CIFAR100Files)}
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """A pickle that references something a CIFAR batch never holds; names the file."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def __init__(self, file, path: Path) -> None:
+        super().__init__(file, encoding="latin1")
+        self._path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED:
+            raise UnsafePickleError(
+                f"{self._path}: refused to load {module}.{name}: a CIFAR batch holds only arrays, lists, dicts "
+                "and strings (a corrupted or planted file?); re-extract the official archive there")
+        if module.startswith("numpy.") and module.endswith("multiarray"):
+            for candidate in ("numpy._core.multiarray", "numpy.core.multiarray"):  # whichever this numpy has
+                try:
+                    return getattr(importlib.import_module(candidate), name)
+                except (ImportError, AttributeError):
+                    continue
+        return getattr(importlib.import_module(module), name)
+
+
+def safe_load(path: Path) -> Any:
+    """Unpickle a CIFAR batch with :class:`_CifarUnpickler` (Python 2 strings as latin-1)."""
+    with open(path, "rb") as f:
+        return _CifarUnpickler(f, path).load()
 
 
 def expected_files(official: type[CIFAR10]) -> list[tuple[str, str]]:
@@ -64,7 +86,7 @@ def candidate_roots(variant: str, data_root: Optional[Path]) -> list[Path]:
 
 def find_root(variant: str, data_root: Optional[Path]) -> Path:
     """The first candidate root whose ``base_folder`` holds every file, else DataMissingError."""
-    official = VARIANTS[variant][0]
+    official = VARIANTS[variant]
     names = [n for n, _ in expected_files(official)]
     for root in candidate_roots(variant, data_root):
         if all((root / official.base_folder / n).is_file() for n in names):
@@ -79,35 +101,45 @@ def find_root(variant: str, data_root: Optional[Path]) -> Path:
 
 def file_md5s(variant: str, root: Path) -> dict[str, str]:
     """The md5 of every file the reader opens (about a second for CIFAR's 180 MB)."""
-    official = VARIANTS[variant][0]
+    official = VARIANTS[variant]
     return {n: calculate_md5(str(root / official.base_folder / n)) for n, _ in expected_files(official)}
 
 
 def differing_files(variant: str, md5s: dict[str, str]) -> list[str]:
     """Names of the files whose md5 differs from the published release (empty: all match)."""
-    return [n for n, md5 in expected_files(VARIANTS[variant][0]) if md5s[n] != md5]
+    return [n for n, md5 in expected_files(VARIANTS[variant]) if md5s[n] != md5]
 
 
 def _read(variant: str, root: Path, train: bool) -> tuple[np.ndarray, list[int], list[str]]:
-    reader = VARIANTS[variant][1]
-    where = root / reader.base_folder
+    """Images (N, 32, 32, 3) uint8, labels and class names of one split, as torchvision reads them."""
+    official = VARIANTS[variant]
+    where = root / official.base_folder
     try:
-        ds = reader(str(root), train=train)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as err:
+        data, targets = [], []
+        for name, _ in official.train_list if train else official.test_list:
+            entry = safe_load(where / name)
+            data.append(np.asarray(entry["data"]))
+            targets.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+        images = np.vstack(data).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
+        meta = safe_load(where / official.meta["filename"])
+        names = list(meta[official.meta["key"]])
+    except UnsafePickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError) as err:
         raise ValueError(
             f"{where}: not readable as CIFAR python batches ({type(err).__name__}: {err}); "
-            f"re-extract {reader.url} there"
+            f"re-extract {official.url} there"
         ) from err
-    if len(ds.data) != len(ds.targets):
-        raise ValueError(f"{where}: {len(ds.data)} images but {len(ds.targets)} labels")
-    return ds.data, list(ds.targets), list(ds.classes)
+    if len(images) != len(targets):
+        raise ValueError(f"{where}: {len(images)} images but {len(targets)} labels")
+    return images, [int(t) for t in targets], [str(n) for n in names]
 
 
 def load_cifar(variant: str, data_root: Optional[Path], *, download: bool = False) -> LabelledSource:
     """Both splits as float tensors in [0, 1], shape (N, 3, 32, 32), labels int64."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown CIFAR variant {variant!r}; valid choices: {list(VARIANTS)}")
-    official = VARIANTS[variant][0]
+    official = VARIANTS[variant]
     if download:
         if data_root is None:
             raise DataMissingError("scenario.download=true needs a data_root to download into")

@@ -1,0 +1,35 @@
+"""Auxiliary data sets the protocol can hand to a method before the stream
+(``clbench.auxdata``): scikit-learn's bundled digits, and the training split of every
+registered labelled source (e.g. ``fmnist``: the protocol refuses it for a
+Fashion-MNIST stream). Images come as stored (in [0, 1]); the method adapts them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import sklearn
+
+from clbench.auxdata import AuxData, register_aux_dataset
+from clbench.data import TensorData
+from scenarios.sources import SOURCES, load_source
+from scenarios.sources.digits import all_images
+
+
+def sklearn_digits(data_root: Optional[Path], input_shape: tuple[int, ...]) -> AuxData:
+    """All 1,797 8x8 digits (both splits of the ``digits`` source: it is the same data set)."""
+    x, y = all_images()
+    return AuxData(TensorData(x, y, fingerprint="digits/all"), "digits",
+                   f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__}, bundled), 1,797 8x8 images")
+
+
+def source_train_split(name: str):
+    def load(data_root: Optional[Path], input_shape: tuple[int, ...]) -> AuxData:
+        src = load_source(name, data_root)
+        return AuxData(src.train, name, f"{name} train split ({src.origin})")
+
+    return load
+
+
+register_aux_dataset("sklearn_digits", sklearn_digits)
+for _name in SOURCES.names():
+    register_aux_dataset(_name, source_train_split(_name))
