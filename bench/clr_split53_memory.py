@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from clbench.auxdata import aux_for
+
 CHECKPOINTS = (1, 10, 25, 53)
 
 
@@ -89,7 +91,7 @@ def main() -> None:
         else:  # offline: no ImageNet weights here; the architecture (and so the memory) is the paper's
             bb, trunk = BackboneConfig(name="resnet18", input_size=args.resize or None, normalize="imagenet"), "random"
         strategy = CLR(CLRConfig(epochs=args.epochs, trunk=trunk), scenario.info, bb, seed=0)
-        strategy.prepare()
+        strategy.prepare(aux_for(strategy))
         log = MemoryLog(strategy)
         settings = protocol.RunSettings(results_dir=str(Path(tmp) / "results"), progress=False, device=args.device,
                                         eval_batch_size=256)

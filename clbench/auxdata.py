@@ -56,3 +56,11 @@ def load_aux(requests: dict[str, str], *, data_root: Optional[Path], input_shape
         loaded[purpose] = aux
         facts[purpose] = {"name": name, "dataset": aux.dataset, "origin": aux.origin, "samples": len(aux.data)}
     return loaded, facts
+
+
+def aux_for(strategy, *, data_root: Optional[Path] = None) -> dict[str, AuxData]:
+    """The auxiliary data sets ``strategy`` asks for, loaded as the protocol would (for
+    driving a strategy by hand: ``s.prepare(aux_for(s))``)."""
+    loaded, _ = load_aux(strategy.aux_requests(), data_root=data_root, input_shape=tuple(strategy.info.input_shape),
+                         stream_dataset=strategy.info.dataset)
+    return loaded

@@ -169,9 +169,9 @@ def execute(cfg) -> int:
         print(f"clbench: error: {err}", file=sys.stderr)
         _print_log_locations(sys.stderr)
         return 2
-    except BaseException:
+    except BaseException as err:
         _print_log_locations(sys.stderr)  # a failed or interrupted run still has its W&B run
-        raise
+        return _run_ended(err)
     from rich.console import Console
 
     from clbench.console import print_record
@@ -185,6 +185,22 @@ def execute(cfg) -> int:
             console.print(f"{name}: {where}", soft_wrap=True, markup=False, highlight=False)
     _print_log_locations(sys.stdout)
     return 0
+
+
+def _run_ended(err: BaseException) -> int:
+    """A run that stopped: SIGTERM / Ctrl-C (exit 143 / 130) or non-finite numbers (exit 1)
+    in one line, naming the record (``err.record_path`` where the protocol attached it);
+    any other error propagates with its traceback."""
+    where = getattr(err, "record_path", None)
+    saved = f"; the record (status {{}}) keeps the rows done so far: {where}" if where else \
+        "; the record (status {}) keeps the rows done so far"
+    if isinstance(err, KeyboardInterrupt) or type(err).__name__ == "Interrupted":
+        print(f"clbench: run interrupted ({str(err) or 'Ctrl-C'}){saved.format('interrupted')}", file=sys.stderr)
+        return 130 if isinstance(err, KeyboardInterrupt) else 143
+    if isinstance(err, FloatingPointError):  # e.g. a non-finite loss (strategy.lr too high)
+        print(f"clbench: run failed: {err}{saved.format('failed')}", file=sys.stderr)
+        return 1
+    raise err
 
 
 def _print_log_locations(stream) -> None:

@@ -138,8 +138,8 @@ def score_mixed(predict: Predict, evaluator: Evaluator, scenario: Scenario, step
         x = tensors[0].to(device, non_blocking=True)
         task = task_ids[experience[at]].to(device) if scenario.visibility.task_id_test else None
         scores, route = unpack(predict(x, task))
-        if not bool(torch.isfinite(scores).all()):
-            raise NonFiniteError(f"non-finite model outputs (NaN or inf) when evaluating row {step}")
+        if bool(torch.isnan(scores).any()) or bool(torch.isposinf(scores).any()):  # -inf: a masked class
+            raise NonFiniteError(f"non-finite model outputs (NaN or +inf) when evaluating row {step}")
         value = evaluator.reduce(scores, experience[at], tensors[1], scenario, step)
         if kept is None:
             kept = torch.empty((N, *value.shape[1:]), dtype=value.dtype)

@@ -455,12 +455,30 @@ def evaluation_copy(strategy: Strategy) -> tuple[Strategy, int]:
             memo[id(t)] = t
     for value in _held_datasets(strategy):
         memo[id(value)] = value
-    copy_ = copy.deepcopy(strategy, memo)
+    copy_ = _deepcopy_skipping_generators(strategy, memo)
     copied = 0
     for t in list(copy_.parameters()) + list(copy_.buffers()):
         if id(t) not in memo:
             copied += t.numel() * t.element_size()
     return copy_, copied
+
+
+def _deepcopy_skipping_generators(obj: Any, memo: dict) -> Any:
+    """``copy.deepcopy``, except that Python generators (which cannot be copied; e.g. a
+    data iterator inside an Avalanche plugin) become exhausted iterators in the copy:
+    evaluation never resumes them."""
+    import types
+
+    dispatch = copy._deepcopy_dispatch  # type: ignore[attr-defined]
+    had = dispatch.get(types.GeneratorType)
+    dispatch[types.GeneratorType] = lambda gen, memo: iter(())
+    try:
+        return copy.deepcopy(obj, memo)
+    finally:
+        if had is None:
+            dispatch.pop(types.GeneratorType, None)
+        else:
+            dispatch[types.GeneratorType] = had
 
 
 def _held_datasets(strategy: Strategy) -> list[Any]:

@@ -373,22 +373,27 @@ def _parse_time(text: Any) -> Optional[_dt.datetime]:
     return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
 
 
-def liveness_note(record: RunRecord) -> str:
-    """For a ``running`` record, whether its writer still runs (see :func:`liveness`);
-    '' for any other status."""
+def liveness_note(record: RunRecord, *, detail: bool = True) -> str:
+    """For a ``running`` record, whether its writer still runs (see :func:`liveness`),
+    e.g. ``process gone: killed?``; '' for any other status."""
     state = liveness(record)
+    where = f"pid {record.pid} on {record.host}" if record.pid and record.host else ""
     if state == "gone":
-        return f"process gone: killed? pid {record.pid} on {record.host} no longer runs"
+        return "process gone: killed?" + (f"; {where} no longer runs" if detail else "")
     if state == "live":
-        return f"live: pid {record.pid} on {record.host}"
+        return "live" + (f": {where}" if detail else "")
     if state == "unknown":
-        where = f"pid {record.pid} on {record.host}" if record.pid and record.host else "its process not recorded"
-        return f"{where}; cannot check from here"
+        return (where or "its process not recorded") + "; cannot check from here"
     return ""
 
 
 def status_text(record: RunRecord) -> str:
-    """The status as people should read it, e.g. ``running (process gone: killed? ...)``
-    for a record whose writer died without saying so."""
-    note = liveness_note(record)
-    return f"{record.status} ({note})" if note else record.status
+    """The status as people should read it, e.g. ``running (process gone: killed?)``
+    for a record whose writer died without saying so (then the pid and host)."""
+    note = liveness_note(record, detail=False)
+    if not note:
+        return record.status
+    text = f"{record.status} ({note})"
+    if liveness(record) != "unknown" and record.pid and record.host:
+        text += f" - pid {record.pid} on {record.host}"
+    return text

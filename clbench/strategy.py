@@ -145,6 +145,14 @@ class Strategy(nn.Module):
             return t.device
         return torch.device("cpu")
 
+    def report_step(self, batch: Batch, stats: StepStats) -> None:
+        """Report an optimisation step that did not go through ``observe`` (a method
+        driven by another trainer, e.g. Avalanche's templates), so that the protocol's
+        loss curve, non-finite check, routes and add-ons see it."""
+        listener = _STEP_LISTENERS.get(self)
+        if listener is not None:
+            listener(batch, stats)
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """The scenario's training augmentation, applied to (replayed) raw inputs with the
         strategy's own generator."""
@@ -196,7 +204,8 @@ class Strategy(nn.Module):
             gens[k].set_state(g)
         stateful = dict(_stateful_attrs(self))
         for k, sd in state.get("stateful", {}).items():
-            stateful[k].load_state_dict(sd)
+            if k in stateful:  # an optimiser made per task and not (re)built by build_structure is not needed
+                stateful[k].load_state_dict(sd)
         for k, v in state.get("attrs", {}).items():
             setattr(self, k, v)
 

@@ -15,12 +15,17 @@ exactly s samples of i+1 and the head exactly s samples of i, about half and hal
 batches there mix both experiences. Outside boundary regions stretches stay pure. Every
 sample is used exactly as often as without blurring and each stretch keeps its length
 (the evaluation points do not move). With m = 0 the stream is the plain one.
+
+Recurring tasks (``split_fmnist_recurring``): the experiences are trained in the order
+``schedule`` (0-based indices, default tasks 1 2 3 2 4 5 3), still one continuous stream
+with no ids and no boundaries; the matrix has one row per step of the schedule and one
+column per distinct experience.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -104,5 +109,26 @@ def build_task_agnostic(cfg: TaskAgnosticConfig, *, data_root: Optional[Path], s
     return as_task_agnostic(scenario, repeats=cfg.repeats, blurry=cfg.blurry)
 
 
+@dataclass
+class RecurringConfig(TaskAgnosticConfig):
+    """A task-agnostic stream that revisits experiences in the order ``schedule``."""
+
+    schedule: List[int] = field(default_factory=lambda: [0, 1, 2, 1, 3, 4, 2])
+
+
+def build_recurring(cfg: RecurringConfig, *, data_root: Optional[Path], seed: int) -> TaskAgnosticScenario:
+    """The task-agnostic stream of ``cfg`` trained in the order ``cfg.schedule``."""
+    scenario = build_task_agnostic(cfg, data_root=data_root, seed=seed)
+    T = len(scenario.experiences)
+    schedule = [int(s) for s in cfg.schedule]
+    if not schedule or any(not 0 <= s < T for s in schedule):
+        raise ValueError(f"scenario.schedule={schedule} must be a non-empty list of experience indices; "
+                         f"valid: integers in 0..{T - 1}")
+    scenario.schedule = schedule
+    scenario.description = {**scenario.description, "schedule": schedule}
+    return scenario
+
+
 register_scenario("split_fmnist_stream", build_task_agnostic, TaskAgnosticConfig())
 register_scenario("split_fmnist_blurry", build_task_agnostic, TaskAgnosticConfig(blurry=0.1))
+register_scenario("split_fmnist_recurring", build_recurring, RecurringConfig())

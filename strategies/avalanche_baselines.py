@@ -13,17 +13,20 @@ periodic evaluation (``eval_every=-1``), no WandBLogger, no dill checkpoints.
 """
 from __future__ import annotations
 
+import random
+
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
 from clbench.backbones import create_backbone
 from clbench.data import iterate
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
-from clbench.types import CLASS_INCREMENTAL, TASK_INCREMENTAL
+from clbench.types import CLASS_INCREMENTAL, TASK_INCREMENTAL, Batch, StepStats
 from clbench.view import LearnerView
 
 REPO = "ContinualAI/continual-learning-baselines"
@@ -187,7 +190,7 @@ class AvalancheBaseline(Strategy):
             evaluator = EvaluationPlugin(loggers=[])
         return getattr(avl, template)(
             model=self.model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(), train_mb_size=c.batch_size,
-            train_epochs=c.epochs, eval_mb_size=c.batch_size, device=device, plugins=plugins,
+            train_epochs=c.epochs, eval_mb_size=c.batch_size, device=device, plugins=[*plugins, _StepReporter(self)],
             evaluator=evaluator, eval_every=-1, **method_args,
         )
 
@@ -198,9 +201,16 @@ class AvalancheBaseline(Strategy):
         experience = to_avalanche_experience(view.train, view.task_id, self.experiences_seen)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
         devices = [view.device.index or 0] if view.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # Avalanche samples from torch's global generator
+        py_state, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=devices):  # Avalanche samples from torch's, numpy's and python's generators
             torch.manual_seed(seed)
-            self.template.train(experience, eval_streams=[])
+            random.seed(seed)
+            np.random.seed(seed)
+            try:
+                self.template.train(experience, eval_streams=[])
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
         self.model = self.template.model  # GDumb restarts from a copy of the initial model
         self.experiences_seen += 1
 
@@ -219,6 +229,22 @@ class AvalancheBaseline(Strategy):
     def deviations(self) -> list[str]:
         return super().deviations() + list(self.spec.notes) + [
             f"model: backbone {getattr(self.backbone_config, 'name', '?')} + linear head (reference: an MLP)"]
+
+
+class _StepReporter:
+    """An Avalanche plugin that reports each training iteration's loss to the protocol."""
+
+    def __init__(self, owner: "AvalancheBaseline") -> None:
+        self.owner = owner
+
+    def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
+        batch = Batch(x=strategy.mb_x, y=strategy.mb_y)
+        self.owner.report_step(batch, StepStats(loss=strategy.loss.detach(), n=len(batch)))
+
+    def __getattr__(self, name: str) -> Any:  # every other Avalanche callback: nothing to do
+        if name.startswith(("before_", "after_")):
+            return lambda *a, **kw: None
+        raise AttributeError(name)
 
 
 def to_avalanche_experience(data: Any, task_id: Optional[int], index: int) -> Any:

@@ -89,8 +89,8 @@ class Joint(Finetune):
 
     def __init__(self, config: FinetuneConfig, info, backbone=None, **kwargs) -> None:
         super().__init__(config, info, backbone, **kwargs)
-        self._initial = {k: v.clone() for k, v in self.state_dict().items() if not k.endswith("_extra_state")}
         self._seen: list = []
+        self._initial = {k: v.clone() for k, v in self.state_dict().items() if not k.endswith("_extra_state")}
 
     def train_experience(self, view: LearnerView) -> None:
         self._seen.append(view.train)

@@ -305,7 +305,9 @@ class CLR(Strategy):
 
     def begin_experience(self, info: ExperienceInfo) -> None:
         """A new task state (identity R, pretrained BN, fresh head) and a fresh optimizer over it alone."""
-        self.prepare()
+        if self._pending:
+            raise RuntimeError("CLR's trunk is pretrained in prepare(aux) (clbench.auxdata.aux_for(strategy)); "
+                               "call it before the first experience")
         if info.task_id is None:
             raise ValueError("CLR needs the task id in training; this scenario hides it")
         key = str(info.task_id)

@@ -7,6 +7,8 @@ import dataclasses
 
 import pytest
 import torch
+
+from clbench.auxdata import aux_for
 from torch import nn
 
 from clbench import protocol
@@ -151,7 +153,7 @@ def run_small(tmp_path, cache, scenario: Scenario) -> tuple[CLR, object, dict]:
     trunk's tensors as they were before the first task."""
     config = CLRConfig(epochs=3, patience=0, pretrain_epochs=2, cache_dir=str(cache))
     s = CLR(config, scenario.info, BackboneConfig(name="cnn28"), seed=0)
-    s.prepare()
+    s.prepare(aux_for(s))
     trunk = {k: v.clone() for k, v in s.network.backbone.state_dict().items()}
     record, _ = protocol.run(scenario, s, settings=RunSettings(results_dir=str(tmp_path), progress=False, device="cpu"))
     return s, record, trunk
@@ -188,7 +190,7 @@ def test_real_run_frozen_trunk_zero_forgetting_and_record(clean_run, weights_cac
         assert h["epochs_run"] == 3 or h["epochs_run"] - h["best_epoch"] == 1  # patience 0
     # the weights file is cached: a second strategy does not pretrain again
     again = CLR(s.config, s.info, BackboneConfig(name="cnn28"), seed=0)
-    again.prepare()
+    again.prepare(aux_for(again))
     assert again.pretraining["cached"] and again.network.backbone.weights_source == s.network.backbone.weights_source
 
 

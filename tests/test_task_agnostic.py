@@ -48,13 +48,13 @@ class StreamProbe(Strategy):
 
 
 def stream_ids(scenario, batch_size=8, seed=0):
-    """(ids, labels) of each stretch of the scenario's stream, read as the protocol does."""
+    """(ids, labels, None) of each stretch of the scenario's stream plan, as the protocol reads it."""
     g = torch.Generator().manual_seed(seed)
     sets = [e.train for e in scenario.experiences]
     out = []
-    for i in range(len(sets)):
-        batches = list(scenario.stream(i, batch_size, g, sets))
-        out.append(([i for b in batches for i in sample_ids(b[0])], torch.cat([b[1] for b in batches]), batches))
+    for source, rows in scenario.stream_plan([len(d) for d in sets], g):
+        x, y = gather(sets, source, rows)[:2]
+        out.append((sample_ids(x), y, None))
     return out
 
 

@@ -2,6 +2,7 @@
 (ddof = 1) and n over seeds of every metric, ranked, with the best per column known."""
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
@@ -87,7 +88,8 @@ def record_values(record: RunRecord, aux: Sequence[str] = ()) -> dict[str, Optio
     experience, preparation / training / evaluation / total wall seconds (see
     :func:`phase_seconds`), total training FLOPs (``compute.train_flops``, else the sum
     of ``timing.flops`` when counted for every experience), ACC per training PFLOP and
-    the ``extra.aux`` values named in ``aux`` (None where not recorded)."""
+    the ``extra.aux`` values named in ``aux`` (the last step's where ``extra.aux`` is a
+    list with one dict per step; None where not recorded)."""
     out: dict[str, Optional[float]] = {k: _num(record.metrics.get(k)) for k in COLUMN_KEYS}
     params = record.params or {}
     after = [a.get("total") for a in params.get("after") or [] if isinstance(a, dict)]
@@ -103,6 +105,8 @@ def record_values(record: RunRecord, aux: Sequence[str] = ()) -> dict[str, Optio
     acc = out.get("ACC")
     out["acc_per_pflop"] = 100 * acc / (flops / 1e15) if acc is not None and flops else None
     extra_aux = (record.extra or {}).get("aux") or {}
+    if isinstance(extra_aux, list):  # one dict per step: the last step's values
+        extra_aux = extra_aux[-1] if extra_aux and isinstance(extra_aux[-1], dict) else {}
     for key in aux:
         out[key] = _num(extra_aux.get(key[len(AUX_PREFIX):]))
     return out
@@ -117,9 +121,10 @@ def phase_seconds(timing: dict) -> dict[str, Optional[float]]:
     plus encoding data with a frozen encoder), ``train_s`` and ``eval_s`` (summed over
     experiences; eval includes the evaluation before training) and ``total_s``, their
     sum. Read from ``timing.prepare_s`` / ``encode_s`` / ``train_s`` / ``eval_s``; where
-    one is missing, from ``timing.phases`` ({name: seconds} or [{"name", "seconds"}]),
-    whose names starting with "train" count as training, with "eval" or "test" as
-    evaluation and any other as preparation. None where nothing is recorded."""
+    one is missing, from ``timing.phases`` ({name: seconds}, a list of those (one per
+    experience) or [{"name", "seconds"}]),
+    whose names starting with "train" count as training, those with "eval" (or starting
+    with "test") as evaluation and any other as preparation. None where nothing is recorded."""
     def total(v) -> Optional[float]:
         if isinstance(v, list):
             return float(sum(v)) if v and None not in v else None
@@ -132,12 +137,18 @@ def phase_seconds(timing: dict) -> dict[str, Optional[float]]:
         "eval_s": total(timing.get("eval_s")),
     }
     phases = timing.get("phases")
-    items = list(phases.items()) if isinstance(phases, dict) else [
-        (p.get("name", p.get("phase")), p.get("seconds", p.get("s"))) for p in phases or [] if isinstance(p, dict)]
+    items: list = []
+    for p in [phases] if isinstance(phases, dict) else phases if isinstance(phases, list) else []:
+        if not isinstance(p, dict):
+            continue
+        if "name" in p or "phase" in p:  # {"name": "train", "seconds": 1.2}
+            items.append((p.get("name", p.get("phase")), p.get("seconds", p.get("s"))))
+        else:  # {"prepare": 1.0, "train": 2.0, ...}, e.g. one such dict per experience
+            items.extend(p.items())
     from_phases: dict[str, float] = {}
     for name, secs in items:
         name = str(name).lower()
-        part = "train_s" if name.startswith("train") else "eval_s" if name.startswith(("eval", "test")) else "prepare_s"
+        part = "train_s" if name.startswith("train") else "eval_s" if "eval" in name or name.startswith("test") else "prepare_s"
         if total(secs) is not None:
             from_phases[part] = from_phases.get(part, 0.0) + total(secs)  # type: ignore[operator]
     for part, secs in from_phases.items():
@@ -327,6 +338,12 @@ def _labels(groups: Sequence[Group]) -> dict[str, str]:
 
 
 def _short(value: Optional[str]) -> str:
+    """A config value as a label shows it: JSON text, strings unquoted and unescaped."""
     if value is None:
         return "unset"
-    return value[1:-1] if value.startswith('"') and value.endswith('"') else value
+    if value.startswith('"') and value.endswith('"'):
+        try:
+            return str(json.loads(value))
+        except ValueError:
+            return value[1:-1]
+    return value

@@ -186,9 +186,14 @@ def type_problems(record: RunRecord) -> list[str]:
         need("compute.train_flops", v, _is_count(v), "a number")
     if need("extra", record.extra, isinstance(record.extra, dict), "an object"):
         aux = record.extra.get("aux")
-        if need("extra.aux", aux, aux is None or isinstance(aux, dict), "an object of numbers"):
-            bad = [k for k, v in (aux or {}).items() if not _is_count(v)]
-            need(f"extra.aux.{bad[0] if bad else ''}", (aux or {}).get(bad[0]) if bad else None, not bad, "a number")
+        rows = aux if isinstance(aux, list) else [aux]
+        if need("extra.aux", aux, aux is None or (isinstance(aux, (dict, list)) and all(
+                r is None or isinstance(r, dict) for r in rows)), "an object of numbers (or a list of them, one per step)"):
+            for i, r in enumerate(rows):
+                bad = [k for k, v in (r or {}).items() if not _is_count(v)]
+                where = f"extra.aux[{i}]" if isinstance(aux, list) else "extra.aux"
+                if not need(f"{where}.{bad[0] if bad else ''}", (r or {}).get(bad[0]) if bad else None, not bad, "a number"):
+                    break
     if need("metrics", record.metrics, isinstance(record.metrics, dict), "an object"):
         bad = [k for k, v in record.metrics.items() if not _is_count(v)]
         need(f"metrics.{bad[0] if bad else ''}", record.metrics.get(bad[0]) if bad else None, not bad, "a number or null")
@@ -196,15 +201,22 @@ def type_problems(record: RunRecord) -> list[str]:
 
 
 def _phases_ok(phases: Any) -> bool:
-    """``timing.phases``: {name: seconds or [seconds, ...]} or [{"name": ..., "seconds": ...}, ...]."""
+    """``timing.phases``: {name: seconds or [seconds, ...]}, or a list (one entry per
+    experience) of such dicts or of {"name": ..., "seconds": ...}."""
     def seconds(v: Any) -> bool:
         return _is_count(v) or (isinstance(v, list) and all(_is_count(x) for x in v))
 
+    def entry(p: Any) -> bool:
+        if not isinstance(p, dict):
+            return False
+        if "name" in p or "phase" in p:
+            return isinstance(p.get("name", p.get("phase")), str) and seconds(p.get("seconds", p.get("s")))
+        return all(isinstance(k, str) and seconds(v) for k, v in p.items())
+
     if isinstance(phases, dict):
-        return all(isinstance(k, str) and seconds(v) for k, v in phases.items())
+        return entry(phases)
     if isinstance(phases, list):
-        return all(isinstance(p, dict) and isinstance(p.get("name", p.get("phase")), str)
-                   and seconds(p.get("seconds", p.get("s"))) for p in phases)
+        return all(entry(p) for p in phases)
     return False
 
 

@@ -41,7 +41,7 @@ def format_value(value: Optional[float], column: Column) -> str:
 
 
 def _si(value: float, unit: str) -> str:
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+    for scale, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(value) >= scale:
             return f"{value / scale:.3g}{prefix}{unit}"
     return f"{value:.3g}{unit}"

@@ -134,10 +134,11 @@ class WandbLogger:
         self.run.define_metric("train/*", step_metric="train/global_step")
 
     def log_steps(self, step: int, values: dict) -> None:
-        """Training curves: ``values`` (e.g. ``{"loss": 0.43}``) at optimisation step ``step``."""
+        """Training curves: ``values`` (e.g. ``{"loss": 0.43}``, logged as ``train/loss``; a key
+        with a "/" is kept as is) at optimisation step ``step``."""
         if self.run is None:
             return
-        data = {f"train/{k}": (float(v) if hasattr(v, "__float__") else v) for k, v in values.items()}
+        data = {(k if "/" in k else f"train/{k}"): (float(v) if hasattr(v, "__float__") else v) for k, v in values.items()}
         data["train/global_step"] = step
         self.run.log(data)
 

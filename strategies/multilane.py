@@ -1,0 +1,711 @@
+"""MULTI-LANE: per-task lanes over summarised patch tokens (De Min et al., CoLLAs 2024,
+arXiv 2405.15633; official code github.com/tdemin16/multi-lane after commit 088cce2).
+
+A frozen ViT computes its token stream ONCE per image; it never sees a prompt. Each task
+owns a *lane* that runs alongside the stream:
+
+- the lane starts as [lane-CLS, s_1 .. s_M]: the lane-CLS is the frozen ``cls_token``
+  parameter (without position embedding, as the official code does), s_1..s_M are the
+  task's M learnable selectors;
+- in every block l, each selector summarises the frozen stream: with u = LN1_l(lane) and
+  n = LN1_l(stream tokens) (all N tokens, CLS included, no gradient),
+  summary_m = softmax_n(u_m . n_n / sqrt(D)) @ n (no learned projection);
+- the block's frozen attention runs on [u_CLS, summaries] with the task's prefix prompts
+  prepended to the keys and values (first ``prompt_layers`` blocks only);
+- drop and replace: only the lane-CLS output is kept (residual, as in the block); the
+  summaries are dropped and rebuilt from the selectors in the next block. The selector
+  tokens themselves travel along the lane as in the official code: they take the
+  residual with their LN1 output (the official attention returns the normalised
+  selectors in place of the dropped summaries) and go through the frozen MLP sub-block
+  with the lane-CLS;
+- head: final LayerNorm on the lane-CLS, L2 normalisation, a linear head of which each
+  lane keeps only its own classes' rows (the official shared head with per-lane masks).
+
+At test time every seen lane runs batched on the one frozen stream; there is no task or
+prompt selection. Per task, only that lane's selectors, prompts and head rows are trained
+(a new Adam, weight decay 0, cosine schedule stepped per epoch); slot t starts as a copy
+of slot t-1, and older lanes are frozen, so they stay bit-for-bit unchanged. Loss:
+BCE-with-logits over the current task's known labels (multi-label; unknown labels are
+never negatives), cross-entropy over the current task's logits (single-label).
+
+Parameters added per task: M x D + 2 x L_p x D x prompt layers + head rows (ViT-B/16,
+D = 768: 168,960 with the COCO recipe, 84,480 with VOC's, plus (D + 1) per class).
+
+Recipes (``RECIPES``) are chosen by the scenario's data set: COCO (and any multi-label
+stream of a data set the paper did not use), VOC, CIFAR-100 (and any other single-label
+stream). A config field left at None takes the recipe's value; a value that differs from
+it is a recorded deviation.
+
+The offline 28/56-px scenarios use a small ViT (``vit_small``) whose weights come from
+supervised pretraining on scikit-learn's digits (disjoint from the stream), cached under
+``$CLBENCH_CACHE/weights`` keyed by the settings and the tensor layout; the record names
+the source.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clbench.auxdata import AuxData
+from clbench.backbones import BACKBONE_PRESETS, NORMALIZATIONS, BackboneConfig, ViTBackbone, create_backbone
+from clbench.features import cache_root
+from clbench.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.types import CLASS_INCREMENTAL, MULTILABEL, Batch, ExperienceInfo, ScenarioInfo, StepStats
+from clbench.view import LearnerView
+
+
+# -- the paper's recipes ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Recipe:
+    """One data set's settings in the paper (effective lr: the official code scales its
+    ``--lr`` by batch / 256, e.g. COCO 0.03 x 128 / 256 = 0.015)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    selectors: int  # M
+    prompt_length: int  # L_p
+    prompt_layers: int
+
+
+RECIPES: dict[str, Recipe] = {
+    "coco2014": Recipe(epochs=30, batch_size=128, lr=0.015, selectors=20, prompt_length=20, prompt_layers=5),
+    "voc2007": Recipe(epochs=30, batch_size=256, lr=0.05, selectors=10, prompt_length=10, prompt_layers=5),
+    "cifar100": Recipe(epochs=50, batch_size=1024, lr=0.04, selectors=20, prompt_length=20, prompt_layers=5),
+}
+#: config fields a recipe sets (None in the config = the recipe's value)
+RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(Recipe))
+#: data sets the paper used; 224-px-class inputs for which MULTI-LANE wants ViT-B/16
+PAPER_DATASETS = ("coco2014", "voc2007", "cifar100")
+TRUNK_CHOICES = ("auto", "backbone", "digits", "random")
+AUGMENT_CHOICES = ("paper", "scenario")
+
+
+def recipe_for(info: ScenarioInfo) -> str:
+    """The recipe of ``info``'s data set; otherwise COCO's for a multi-label stream and
+    CIFAR-100's for a single-label one (the paper's main setting of each family)."""
+    if info.dataset in RECIPES:
+        return info.dataset
+    return "coco2014" if info.kind == MULTILABEL else "cifar100"
+
+
+@dataclass
+class MultiLaneConfig(StrategyConfig):
+    """Recipe fields (epochs, batch_size, lr, selectors, prompt_length, prompt_layers)
+    default to None = the paper's value for the scenario's data set (``RECIPES``).
+
+    ``augment``: ``paper`` (random resized crop, scale 0.05-1, + horizontal flip of the
+    raw inputs, the official training transform) or ``scenario`` (the scenario's own
+    training augmentation). ``test_crop``: the central fraction kept at test (paper:
+    resize 256, centre crop 224 = 0.875; 1.0 keeps the whole image). ``l2_normalize``:
+    L2 normalisation before the head (the paper's pre-head normalisation).
+
+    Harness fields (not the paper's recipe): ``trunk`` says where the frozen ViT's
+    weights come from: ``backbone`` (``backbone.weights``), ``digits`` (supervised
+    pretraining on scikit-learn's digits at ``pretrain_side`` px for ``pretrain_epochs``,
+    cached under ``cache_dir``; the position embedding is then resampled to the stream's
+    patch grid), ``random`` (a random frozen ViT, not MULTI-LANE's premise; recorded) or
+    ``auto`` (``backbone`` when weights are given, ``digits`` for ``vit_small``, else an
+    error). ``small_*``: how the small ViT is built where the backbone config still has
+    the ``vit_small`` preset's value for that field: embedding width / 6
+    (``small_width``), input normalisation, and the largest input side it sees (inputs
+    downsized inside the model; None keeps the scenario's size)."""
+
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    selectors: Optional[int] = None
+    prompt_length: Optional[int] = None
+    prompt_layers: Optional[int] = None
+    weight_decay: float = 0.0
+    augment: str = "paper"
+    test_crop: float = 0.875
+    l2_normalize: bool = True
+    trunk: str = field(default="auto", metadata={"recipe": False})
+    pretrain_epochs: int = field(default=10, metadata={"recipe": False})
+    pretrain_side: int = field(default=16, metadata={"recipe": False})
+    pretrain_seed: int = field(default=0, metadata={"recipe": False})
+    cache_dir: Optional[str] = field(default=None, metadata={"recipe": False})
+    small_width: int = field(default=16, metadata={"recipe": False})
+    small_normalize: str = field(default="half", metadata={"recipe": False})
+    small_max_side: Optional[int] = field(default=32, metadata={"recipe": False})
+
+
+def resolve_config(config: MultiLaneConfig, recipe: Recipe) -> MultiLaneConfig:
+    """``config`` with every recipe field left at None set to ``recipe``'s value; refuses
+    values out of range with the valid range."""
+    c = dataclasses.replace(config, **{k: getattr(recipe, k) for k in RECIPE_FIELDS if getattr(config, k) is None})
+    checks = {
+        "epochs": c.epochs >= 1, "batch_size": c.batch_size >= 1, "lr": c.lr > 0, "selectors": c.selectors >= 1,
+        "prompt_length": c.prompt_length >= 0, "prompt_layers": c.prompt_layers >= 0,
+        "weight_decay": c.weight_decay >= 0, "test_crop": 0.0 < c.test_crop <= 1.0, "pretrain_epochs": c.pretrain_epochs >= 1,
+        "small_max_side": c.small_max_side is None or c.small_max_side >= 4, "pretrain_side": c.pretrain_side >= 4,
+        "small_width": c.small_width >= 1,
+    }
+    ranges = {"epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0", "selectors": ">= 1", "prompt_length": ">= 0",
+              "prompt_layers": ">= 0", "weight_decay": ">= 0", "test_crop": "in (0, 1]", "pretrain_epochs": ">= 1",
+              "small_max_side": ">= 4 or null", "pretrain_side": ">= 4", "small_width": ">= 1"}
+    for name, ok in checks.items():
+        if not ok:
+            raise ValueError(f"strategy.{name}={getattr(c, name)!r} is out of range; valid: {ranges[name]}")
+    if c.augment not in AUGMENT_CHOICES:
+        raise ValueError(f"unknown strategy.augment {c.augment!r}; valid choices: {list(AUGMENT_CHOICES)}")
+    if c.trunk not in TRUNK_CHOICES:
+        raise ValueError(f"unknown strategy.trunk {c.trunk!r}; valid choices: {list(TRUNK_CHOICES)}")
+    return c
+
+
+# -- lanes ------------------------------------------------------------------------------
+class Lane(nn.Module):
+    """Everything one task owns: M selectors (M, D), prefix prompts for keys and values of
+    the first P blocks (P, 2, L_p, heads, head_dim) and the head rows of its classes."""
+
+    def __init__(self, classes: list[int], selectors: int, width: int, prompt_layers: int, prompt_length: int,
+                 heads: int) -> None:
+        super().__init__()
+        self.classes = [int(c) for c in classes]
+        self.selectors = nn.Parameter(torch.zeros(selectors, width))
+        self.prompts = nn.Parameter(torch.zeros(prompt_layers, 2, prompt_length, heads, width // heads))
+        self.head = nn.Linear(width, len(self.classes))
+
+
+def orthogonal_rows(rows: int, cols: int, generator: torch.Generator) -> torch.Tensor:
+    """A (rows, cols) matrix with orthonormal rows (rows <= cols), as ``nn.init.orthogonal_``
+    makes it, drawn from ``generator``."""
+    a = torch.randn(cols, rows, generator=generator)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+    return q.t().contiguous()
+
+
+def lane_attention(attn: nn.Module, z: torch.Tensor, prompts: Optional[torch.Tensor]) -> torch.Tensor:
+    """The block's frozen attention for the lane-CLS query over the keys and values of
+    ``z`` = [LN1(lane-CLS), summaries] (B, K, 1+M, D), with ``prompts`` (K, 2, L_p, H, hd)
+    prepended to keys and values. Returns the projected lane-CLS output (B, K, D): the
+    summaries' outputs would be dropped, so they are not computed."""
+    B, K, T, D = z.shape
+    H, hd = attn.num_heads, attn.head_dim
+    qkv = attn.qkv(z).reshape(B, K, T, 3, H, hd).permute(3, 0, 1, 4, 2, 5)  # (3, B, K, H, T, hd)
+    q, k, v = qkv.unbind(0)
+    q, k = attn.q_norm(q)[..., :1, :], attn.k_norm(k)
+    if prompts is not None and prompts.shape[2] > 0:
+        pk = prompts[:, 0].permute(0, 2, 1, 3).unsqueeze(0).expand(B, -1, -1, -1, -1)  # (B, K, H, L_p, hd)
+        pv = prompts[:, 1].permute(0, 2, 1, 3).unsqueeze(0).expand(B, -1, -1, -1, -1)
+        k, v = torch.cat([pk, k], dim=-2), torch.cat([pv, v], dim=-2)
+    out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)  # (B, K, H, 1, hd)
+    out = attn.norm(out.squeeze(-2).reshape(B, K, H * hd))
+    if getattr(attn, "gate", None) is not None:
+        out = out * attn.gate(z[:, :, 0]).sigmoid()
+    return attn.proj(out)
+
+
+def lane_block(block: nn.Module, lane: torch.Tensor, stream_ln1: torch.Tensor, prompts: Optional[torch.Tensor],
+               last: bool = False) -> torch.Tensor:
+    """One frozen block on the lanes ``lane`` (B, K, 1+M, D) given the block's
+    LN1-normalised frozen tokens ``stream_ln1`` (B, N, D). In the last block only the
+    lane-CLS is carried on (nothing reads the selector tokens after it)."""
+    D = lane.shape[-1]
+    u = block.norm1(lane)
+    sel = u[:, :, 1:]
+    weights = torch.einsum("bkmd,bnd->bkmn", sel, stream_ln1) * D ** -0.5
+    summaries = torch.einsum("bkmn,bnd->bkmd", weights.softmax(dim=-1), stream_ln1)
+    out = lane_attention(block.attn, torch.cat([u[:, :, :1], summaries], dim=2), prompts)
+    cls = lane[:, :, :1] + block.drop_path1(block.ls1(out.unsqueeze(2)))
+    if last:
+        return cls + block.drop_path2(block.ls2(block.mlp(block.norm2(cls))))
+    lane = torch.cat([cls, lane[:, :, 1:] + block.drop_path1(block.ls1(sel))], dim=2)  # drop and replace
+    return lane + block.drop_path2(block.ls2(block.mlp(block.norm2(lane))))
+
+
+# -- transforms (the official train / test transforms, on batched tensors) ----------------
+def random_resized_crop_flip(x: torch.Tensor, size: int, generator: torch.Generator,
+                             scale: tuple[float, float] = (0.05, 1.0),
+                             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """torchvision's RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip, one
+    draw per sample from ``generator`` (10 tries, then the whole image)."""
+    from torchvision.transforms.v2.functional import resized_crop
+
+    B, _, H, W = x.shape
+    area = torch.empty(B, 10).uniform_(*scale, generator=generator) * H * W
+    aspect = torch.exp(torch.empty(B, 10).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator))
+    w = torch.sqrt(area * aspect).round().long()
+    h = torch.sqrt(area / aspect).round().long()
+    ok = (w > 0) & (h > 0) & (w <= W) & (h <= H)
+    pick = torch.where(ok.any(1), ok.float().argmax(1), torch.full((B,), -1))
+    u = torch.rand(B, 2, generator=generator)
+    flip = torch.rand(B, generator=generator) < 0.5
+    out = []
+    for b in range(B):
+        if pick[b] >= 0:
+            hb, wb = int(h[b, pick[b]]), int(w[b, pick[b]])
+        else:
+            hb, wb = H, W
+        top, left = int(u[b, 0] * (H - hb + 1)), int(u[b, 1] * (W - wb + 1))
+        img = resized_crop(x[b], top, left, hb, wb, [size, size], antialias=True)
+        out.append(img.flip(-1) if flip[b] else img)
+    return torch.stack(out)
+
+
+def centre_crop(x: torch.Tensor, fraction: float, size: int) -> torch.Tensor:
+    """The central ``fraction`` of each image resized to ``size`` (paper: resize 256,
+    centre crop 224 = fraction 0.875)."""
+    from torchvision.transforms.v2.functional import resized_crop
+
+    H, W = x.shape[-2:]
+    h, w = max(1, round(H * fraction)), max(1, round(W * fraction))
+    if (h, w) == (H, W) and (H, W) == (size, size):
+        return x
+    return resized_crop(x, (H - h) // 2, (W - w) // 2, h, w, [size, size], antialias=True)
+
+
+# -- the strategy ---------------------------------------------------------------------------
+@register_strategy("multilane")
+class MultiLane(Strategy):
+    """MULTI-LANE on a frozen ViT: one lane per task, all lanes at test (module docstring)."""
+
+    config_class = MultiLaneConfig
+    kinds = frozenset({MULTILABEL, CLASS_INCREMENTAL})
+    needs = frozenset({"boundaries"})
+    paper_defaults = True
+    paper_backbone = "vit_b16"
+    uses_validation = False
+    state_attrs = ("trunk_ready", "pretraining")
+
+    @classmethod
+    def preferred_backbone(cls, info: ScenarioInfo) -> Optional[str]:
+        """ViT-B/16 (the paper's) for the paper's data sets and large inputs; the small ViT
+        for the offline 28/56-px scenarios."""
+        if info.dataset in PAPER_DATASETS or min(info.input_shape[-2:]) >= 96:
+            return "vit_b16"
+        return "vit_small"
+
+    def __init__(self, config: MultiLaneConfig, info: ScenarioInfo, backbone: Optional[BackboneConfig] = None,
+                 **kwargs: Any) -> None:
+        super().__init__(config, info, backbone, **kwargs)
+        self.recipe_name = recipe_for(info)
+        self.requested = config
+        self.config = resolve_config(config, RECIPES[self.recipe_name])
+        if self.config.small_normalize not in NORMALIZATIONS:
+            raise ValueError(f"unknown strategy.small_normalize {self.config.small_normalize!r}; "
+                             f"valid choices: {sorted(NORMALIZATIONS)}")
+        bb = small_vit_config(backbone or BACKBONE_PRESETS[self.preferred_backbone(info)], self.config, info)
+        self.backbone_config = bb
+        self.trunk_kind = resolve_trunk(self.config.trunk, bb)
+        if self.trunk_kind == "digits" and info.dataset == "digits":
+            raise ValueError(f"strategy.trunk=digits pretrains on sklearn digits, which is the stream's own data set "
+                             f"({info.name!r}); pass backbone.weights=<file> or strategy.trunk=random")
+        with torch.random.fork_rng(devices=[]):  # the random init never touches the global RNG state
+            torch.manual_seed(self.seed)
+            self.backbone = create_backbone(bb, info.input_shape)
+        if not isinstance(self.backbone, ViTBackbone):
+            raise ValueError(f"MULTI-LANE needs a ViT backbone with block tokens; got backbone={bb.name!r}; "
+                             f"valid choices: ['vit_b16', 'vit_small']")
+        self.backbone.requires_grad_(False).eval()
+        vit = self.backbone.vit
+        self.width, self.heads, self.depth = vit.embed_dim, vit.blocks[0].attn.num_heads, len(vit.blocks)
+        if self.config.prompt_layers > self.depth:
+            raise ValueError(f"strategy.prompt_layers={self.config.prompt_layers} exceeds the backbone's "
+                             f"{self.depth} blocks; valid: 0..{self.depth}")
+        if getattr(vit, "cls_token", None) is None:
+            raise ValueError("MULTI-LANE's lane-CLS is a copy of the ViT's class token; this ViT has none")
+        self.side = bb.input_size or int(info.input_shape[-1])
+        self.trunk_ready = self.trunk_kind != "digits"
+        self.pretraining: Optional[dict] = None
+        self.lanes = nn.ModuleList()
+        self.training_lane = False  # the last lane is being trained
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None
+
+    # -- the model -------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "MultiLane":
+        super().train(mode)
+        self.backbone.eval()  # frozen: always in inference mode
+        return self
+
+    def lane_features(self, x: torch.Tensor, lanes: list[Lane]) -> torch.Tensor:
+        """The final-LayerNormed lane-CLS of each lane in ``lanes`` for inputs ``x`` already
+        at the backbone's side: (B, K, D). The frozen stream runs once for all lanes."""
+        vit, P = self.backbone.vit, self.config.prompt_layers
+        with torch.no_grad():
+            stream = self.backbone.embed(x)
+        B = stream.shape[0]
+        selectors = torch.stack([lane.selectors for lane in lanes])  # (K, M, D)
+        prompts = torch.stack([lane.prompts for lane in lanes]) if P else None  # (K, P, 2, L_p, H, hd)
+        cls = vit.cls_token.reshape(1, 1, 1, -1).expand(B, len(lanes), 1, -1)
+        lane = torch.cat([cls, selectors.unsqueeze(0).expand(B, -1, -1, -1)], dim=2)
+        for i, block in enumerate(vit.blocks):
+            last = i == self.depth - 1
+            with torch.no_grad():
+                stream_ln1 = block.norm1(stream)
+                if not last:  # nothing reads the stream after the last block's LN1
+                    stream = block(stream)
+            lane = lane_block(block, lane, stream_ln1, prompts[:, i] if prompts is not None and i < P else None, last)
+        return vit.norm(lane[:, :, 0])
+
+    def lane_logits(self, features: torch.Tensor, lane: Lane) -> torch.Tensor:
+        """Lane ``lane``'s logits over its own classes from its features (B, D)."""
+        if self.config.l2_normalize:
+            features = F.normalize(features, dim=-1)
+        return lane.head(features)
+
+    # -- hooks --------------------------------------------------------------------------
+    def aux_requests(self) -> dict[str, str]:
+        return {"pretraining": "sklearn_digits"} if not self.trunk_ready else {}
+
+    def prepare(self, aux: Mapping[str, AuxData]) -> None:
+        """Pretrain the small ViT on digits (or load it from the cache) where asked."""
+        if self.trunk_ready:
+            return
+        if len(self.lanes):
+            raise RuntimeError("the frozen ViT must be prepared before any lane is learnt")
+        c = self.config
+        path, self.pretraining = pretrain_on_digits(
+            self.backbone_config, self.info.input_shape[0], side=c.pretrain_side, epochs=c.pretrain_epochs,
+            seed=c.pretrain_seed, device=self.device, digits=aux["pretraining"],
+            cache_dir=Path(c.cache_dir).expanduser() if c.cache_dir else default_cache_dir(),
+        )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        load_resampled(self.backbone.trunk, state)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        self.backbone.weights_source = f"pretrained by multilane on sklearn digits (file:{path} sha256:{digest})"
+        self.pretraining["weights_source"] = self.backbone.weights_source
+        self.trunk_ready = True
+
+    def begin_experience(self, info: ExperienceInfo) -> None:
+        """A new lane: selectors and prompts copied from the previous lane (the first one
+        orthogonally initialised, as the official code), fresh head rows; earlier lanes
+        frozen; a new Adam and cosine schedule over the new lane alone."""
+        if not self.trunk_ready:
+            raise RuntimeError("the small ViT is pretrained in prepare(aux): the protocol calls it before the stream "
+                               "(by hand: s.prepare(clbench.auxdata.aux_for(s)))")
+        seen = {c for lane in self.lanes for c in lane.classes}
+        if seen & set(info.classes):
+            raise ValueError(f"classes {sorted(seen & set(info.classes))} already have a lane; MULTI-LANE learns each "
+                             f"class in one task (class-incremental)")
+        for lane in self.lanes:
+            lane.requires_grad_(False)
+        lane = self._new_lane(list(info.classes))
+        with torch.no_grad():
+            if len(self.lanes):
+                lane.selectors.copy_(self.lanes[-1].selectors)
+                lane.prompts.copy_(self.lanes[-1].prompts)
+            else:
+                self._first_lane_init(lane)
+            lane.head.weight.copy_(torch.randn(lane.head.weight.shape, generator=self.generator) * 0.02)
+            lane.head.bias.zero_()
+        self.lanes.append(lane.to(self.device))
+        self._start_training()
+
+    def train_experience(self, view: LearnerView) -> None:
+        """``epochs`` passes over the experience; the cosine schedule steps per epoch."""
+        if not self.training_lane:
+            raise RuntimeError("MultiLane.train_experience needs begin_experience first")
+        for _ in range(self.config.epochs):
+            for batch in view.batches(self.config.batch_size):
+                self.observe(batch)
+            self.scheduler.step()
+
+    def end_experience(self) -> None:
+        self.lanes[-1].requires_grad_(False)
+        self.training_lane = False
+        self.optimizer = self.scheduler = None
+
+    def observe(self, batch: Batch) -> StepStats:
+        """One Adam step of the current lane on its own classes' loss."""
+        if not self.training_lane:
+            raise RuntimeError("MultiLane.observe outside an experience: begin_experience(info) first")
+        lane = self.lanes[-1]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.lane_loss(batch, lane)
+        loss.backward()
+        self.optimizer.step()
+        return StepStats(loss=loss.detach(), n=len(batch))
+
+    def lane_loss(self, batch: Batch, lane: Lane) -> torch.Tensor:
+        """BCE over ``lane``'s known labels (multi-label) or cross-entropy over its logits
+        (single-label), on the method's training transform of the batch."""
+        if self.config.augment == "paper":
+            x = random_resized_crop_flip(batch.raw, self.side, self.generator)
+        else:
+            x = centre_crop(batch.x, 1.0, self.side)
+        logits = self.lane_logits(self.lane_features(x, [lane])[:, 0], lane)
+        cols = torch.as_tensor(lane.classes, device=logits.device)
+        if batch.known is not None:
+            target, known = batch.y[:, cols].float(), batch.known[:, cols].float()
+            per_label = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            return (per_label * known).sum() / known.sum().clamp_min(1.0)
+        lookup = torch.full((self.info.num_classes,), -1, dtype=torch.long, device=logits.device)
+        lookup[cols] = torch.arange(len(cols), device=logits.device)
+        local = lookup[batch.y]
+        if bool((local < 0).any()):
+            raise ValueError(f"labels {sorted(set(batch.y[local < 0].tolist()))} are not classes of the current task "
+                             f"{lane.classes}; MULTI-LANE trains each lane on its own task's data")
+        return F.cross_entropy(logits, local)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Every lane's logits in its own classes' columns (0 where no lane has the
+        class), all lanes batched on one frozen stream."""
+        scores = torch.zeros(len(x), self.info.num_classes, device=x.device)
+        if not len(self.lanes):
+            return scores
+        feats = self.lane_features(centre_crop(x, self.config.test_crop, self.side), list(self.lanes))
+        for k, lane in enumerate(self.lanes):
+            scores[:, lane.classes] = self.lane_logits(feats[:, k], lane)
+        return scores
+
+    def metrics(self) -> dict[str, float]:
+        return {"lanes": len(self.lanes)}
+
+    # -- helpers ----------------------------------------------------------------------
+    def _new_lane(self, classes: list[int]) -> Lane:
+        c = self.config
+        return Lane(classes, c.selectors, self.width, c.prompt_layers, c.prompt_length, self.heads)
+
+    def _first_lane_init(self, lane: Lane) -> None:
+        """Slot 0 of the official tensors: selectors (T, M, D) and, per prompt layer,
+        prompts (2, T, L_p, H, hd), each orthogonally initialised as a whole."""
+        T = max(1, self.info.num_experiences or 1)
+        M, D = lane.selectors.shape
+        lane.selectors.copy_(orthogonal_rows(T, M * D, self.generator)[0].view(M, D))
+        for p in range(lane.prompts.shape[0]):
+            shape = lane.prompts.shape[1:]  # (2, L_p, H, hd)
+            per_slot = shape[1:].numel()
+            if per_slot:
+                rows = orthogonal_rows(2, T * per_slot, self.generator)
+                lane.prompts[p].copy_(rows.view(2, T, per_slot)[:, 0].reshape(shape))
+
+    def _start_training(self) -> None:
+        lane = self.lanes[-1]
+        lane.requires_grad_(True)
+        self.training_lane = True
+        self.optimizer = torch.optim.Adam(lane.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.config.epochs)
+
+    def structure(self) -> dict:
+        return {"lanes": [list(lane.classes) for lane in self.lanes], "training": self.training_lane}
+
+    def build_structure(self, structure: dict) -> None:
+        self.lanes = nn.ModuleList([self._new_lane(c) for c in structure["lanes"]]).to(self.device)
+        self.lanes.requires_grad_(False)
+        self.training_lane = False
+        self.optimizer = self.scheduler = None
+        if structure.get("training"):
+            self._start_training()
+
+    # -- the record ------------------------------------------------------------------------
+    def lane_parameters(self) -> dict[str, int]:
+        """Parameters one lane adds, by kind, excluding its head rows."""
+        c, D = self.config, self.width
+        return {"selectors": c.selectors * D, "prompts": 2 * c.prompt_length * D * c.prompt_layers}
+
+    @torch.no_grad()
+    def inference_cost(self, lanes: Optional[int] = None) -> dict:
+        """Measured FLOPs (``torch.utils.flop_counter``) of one frozen forward of the ViT
+        and of the lane path of k = 1..K lanes for one image, and their ratio."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        K = lanes or max(1, len(self.lanes))
+        probe = [self.lanes[k] if k < len(self.lanes) else self._new_lane([0]).to(self.device) for k in range(K)]
+        x = torch.zeros(1, *self.info.input_shape, device=self.device)
+        x = centre_crop(x, 1.0, self.side)
+
+        def count(fn) -> int:
+            with FlopCounterMode(display=False) as counter:
+                fn()
+            return int(counter.get_total_flops())
+
+        frozen = count(lambda: self.backbone(x))
+        stream = count(lambda: self._stream_only(x))
+        by_k = [count(lambda k=k: self._all_logits(x, probe[:k])) - stream for k in range(1, K + 1)]
+        vit = self.backbone.vit
+        tokens = vit.patch_embed.num_patches + 1
+        return {
+            "frozen_forward_flops": frozen, "lane_flops": by_k,
+            "lane_fraction_per_lane": by_k[0] / frozen, "lane_fraction_by_lanes": [f / frozen for f in by_k],
+            "paper_estimate_per_lane": (1 + self.config.selectors) / tokens, "stream_tokens": tokens,
+        }
+
+    def _stream_only(self, x: torch.Tensor) -> None:
+        stream = self.backbone.embed(x)
+        for i, block in enumerate(self.backbone.vit.blocks):
+            block.norm1(stream)
+            if i < self.depth - 1:
+                stream = block(stream)
+
+    def _all_logits(self, x: torch.Tensor, lanes: list[Lane]) -> None:
+        feats = self.lane_features(x, lanes)
+        for k, lane in enumerate(lanes):
+            self.lane_logits(feats[:, k], lane)
+
+    def describe(self) -> dict:
+        c, lane = self.config, self.lane_parameters()
+        return {
+            "recipe": self.recipe_name,
+            "recipe_values": dataclasses.asdict(RECIPES[self.recipe_name]),
+            "trunk": self.trunk_kind,
+            "trunk_weights": self.backbone.weights_source,
+            "pretraining": self.pretraining,
+            "width": self.width, "blocks": self.depth, "heads": self.heads,
+            "lanes": [list(l.classes) for l in self.lanes],
+            "params_per_lane": {**lane, "total_excluding_head": sum(lane.values()),
+                                "head_rows_per_class": self.width + 1},
+            "inference_cost": self.inference_cost(),
+            "train_transform": "RandomResizedCrop(scale 0.05-1) + flip" if c.augment == "paper" else "the scenario's",
+            "test_transform": f"centre crop {c.test_crop:g} of each side",
+        }
+
+    def deviations(self) -> list[str]:
+        c, recipe, paper = self.config, RECIPES[self.recipe_name], MultiLaneConfig()
+        out = []
+        if self.info.dataset not in RECIPES:
+            out.append(f"data set {self.info.dataset!r} is not in the paper: the {self.recipe_name} recipe is used")
+        for name in RECIPE_FIELDS:
+            if getattr(c, name) != getattr(recipe, name):
+                out.append(f"{name}={getattr(c, name)!r} (paper, {self.recipe_name} recipe: {getattr(recipe, name)!r})")
+        for f in dataclasses.fields(paper):
+            if f.name in RECIPE_FIELDS or f.name == "name" or f.metadata.get("recipe") is False:
+                continue
+            if getattr(c, f.name) != getattr(paper, f.name):
+                out.append(f"{f.name}={getattr(c, f.name)!r} (paper: {getattr(paper, f.name)!r})")
+        bb = self.backbone_config
+        if bb.name != self.paper_backbone:
+            out.append(f"backbone={bb.name} (paper: {self.paper_backbone}, timm vit_base_patch16_224.augreg_in21k_ft_in1k)")
+        elif bb.input_size != 224:
+            out.append(f"input {bb.input_size} px (paper: 224)")
+        if self.trunk_kind == "digits":
+            out.append(f"frozen ViT pretrained on sklearn digits ({c.pretrain_side} px, {c.pretrain_epochs} epochs; position "
+                       f"embedding resampled to the stream's patch grid) (paper: ImageNet-21k pretrained, ImageNet-1k "
+                       f"fine-tuned)")
+        elif self.trunk_kind == "random":
+            out.append("frozen ViT: random init, not pretrained (paper: ImageNet-21k/1k pretrained)")
+        elif bb.name == self.paper_backbone and bb.weights != "hub":
+            out.append(f"ViT weights {bb.weights} (paper: timm's augreg_in21k_ft_in1k)")
+        return out
+
+
+def small_vit_config(backbone: BackboneConfig, config: MultiLaneConfig, info: ScenarioInfo) -> BackboneConfig:
+    """``backbone`` with the ``small_*`` settings applied to each field of a ``vit_small``
+    config that still has the preset's value (a field the user set is kept)."""
+    preset = BACKBONE_PRESETS["vit_small"]
+    if backbone.name != "vit_small":
+        return backbone
+    changes: dict[str, Any] = {}
+    if backbone.width == preset.width:
+        changes["width"] = config.small_width
+    if backbone.normalize == preset.normalize:
+        changes["normalize"] = config.small_normalize
+    if backbone.input_size == preset.input_size and config.small_max_side is not None \
+            and max(info.input_shape[-2:]) > config.small_max_side:
+        changes["input_size"] = config.small_max_side
+    return dataclasses.replace(backbone, **changes)
+
+
+def resolve_trunk(choice: str, backbone: BackboneConfig) -> str:
+    """Where the frozen ViT's weights come from; refuses a silent random trunk."""
+    if choice not in TRUNK_CHOICES:
+        raise ValueError(f"unknown strategy.trunk {choice!r}; valid choices: {list(TRUNK_CHOICES)}")
+    has_weights = backbone.weights != "none"
+    if choice == "auto":
+        if has_weights:
+            return "backbone"
+        if backbone.name == "vit_small":
+            return "digits"
+        raise ValueError(
+            f"MULTI-LANE runs on a frozen pretrained ViT, but backbone.weights=none for {backbone.name}. Pass "
+            f"backbone.weights=hub (timm's Hugging Face cache) or backbone.weights=/path/to/model.safetensors, "
+            f"or strategy.trunk=random for a random frozen ViT (recorded as a deviation)")
+    if choice == "backbone" and not has_weights:
+        raise ValueError("strategy.trunk=backbone needs backbone.weights (hub or a file path)")
+    if choice in ("digits", "random") and has_weights:
+        raise ValueError(f"strategy.trunk={choice} builds its own ViT weights, but backbone.weights="
+                         f"{backbone.weights!r} was given too; use strategy.trunk=backbone or backbone.weights=none")
+    return choice
+
+
+# -- an offline pretrained small ViT: supervised pretraining on scikit-learn's digits ---------
+def default_cache_dir() -> Path:
+    """``<clbench cache>/weights``; with ``CLBENCH_CACHE=off``, a folder under the temp dir."""
+    root = cache_root()
+    return (root if root is not None else Path(tempfile.gettempdir()) / "clbench") / "weights"
+
+
+def pretrain_on_digits(
+    config: BackboneConfig, channels: int, *, side: int, epochs: int, seed: int, device: torch.device,
+    cache_dir: Path, digits: AuxData,
+) -> tuple[Path, dict]:
+    """Train ``config``'s ViT (random init) at ``side`` px with a temporary linear head
+    on its CLS feature to classify scikit-learn's 8x8 digits resized to ``side``; Adam
+    1e-3, batch 32. The trunk weights are cached, keyed by the settings and the
+    architecture's tensor layout; :func:`load_resampled` fits them to another input side.
+
+    Returns the weights file and facts for the record (held-out accuracy on 10%)."""
+    config = dataclasses.replace(config, weights="none", input_size=side)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = create_backbone(config, (channels, side, side))
+        head = nn.Linear(backbone.out_features, 10)
+    layout = [(k, list(v.shape)) for k, v in backbone.trunk.state_dict().items()]
+    settings = {"recipe": "multilane-digits-v2", "backbone": dataclasses.asdict(config), "channels": channels,
+                "epochs": epochs, "seed": seed, "layout": layout}
+    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir / f"multilane-digits-{config.name}-{key}.pt"
+    meta_path = path.with_suffix(".json")
+    if path.is_file() and meta_path.is_file():
+        return path, {**json.loads(meta_path.read_text()), "cached": True}
+
+    x, y = digits.data.x.float(), digits.data.y.long()
+    x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False).clamp(0, 1)
+    x = x.expand(-1, channels, -1, -1).contiguous()
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(y), generator=g)
+    n_held = len(y) // 10
+    held, train = perm[:n_held], perm[n_held:]
+
+    model = nn.Sequential(backbone, head).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(epochs):
+        order = train[torch.randperm(len(train), generator=g)]
+        for start in range(0, len(order), 32):
+            idx = order[start:start + 32]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x[idx].to(device)), y[idx].to(device)).backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        held_acc = float((model(x[held].to(device)).argmax(1).cpu() == y[held]).float().mean())
+    meta = {"data": f"sklearn.datasets.load_digits (8x8, resized to {side}x{side})", "train_images": len(train),
+            "held_out_images": n_held, "held_out_accuracy": held_acc, "epochs": epochs, "seed": seed, "side": side,
+            "optimizer": "Adam 1e-3, batch 32", "settings_key": key}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({k: v.cpu() for k, v in backbone.trunk.state_dict().items()}, tmp)
+    os.replace(tmp, path)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return path, {**meta, "cached": False}
+
+
+def load_resampled(trunk: nn.Module, state: dict) -> None:
+    """Load a timm ViT ``state`` into ``trunk``, resampling the patch-grid part of the
+    position embedding (bicubic, the class token's entry kept) where the grids differ."""
+    from timm.layers import resample_abs_pos_embed
+
+    pos = state.get("pos_embed")
+    if pos is not None and pos.shape != trunk.pos_embed.shape:
+        prefix = trunk.num_prefix_tokens
+        old = int(math.isqrt(pos.shape[1] - prefix))
+        state = {**state, "pos_embed": resample_abs_pos_embed(
+            pos, new_size=list(trunk.patch_embed.grid_size), old_size=[old, old], num_prefix_tokens=prefix)}
+    trunk.load_state_dict(state)
