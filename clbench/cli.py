@@ -15,8 +15,9 @@ commands:
   list                  registered strategies and scenarios, with what each needs and supports
   show RECORD.json      the accuracy matrix and metrics of a saved run
   leaderboard [RESULTS_DIR] [--format md|csv|latex|html] [--out FILE] [--scenario NAME ...]
-              [--metric KEY ...] [--rank KEY]
-                        tables of aggregated run records (mean ± std over seeds)
+              [--metric KEY ...] [--rank KEY] [--figures DIR]
+                        tables of aggregated run records (mean ± std over seeds), e.g.
+                        clbench leaderboard results/ (your runs), results/reference (ours)
   data check|convert SCENARIO [--data-root DIR]
                         check or lay out a scenario's files (e.g. clbench data check split53)
 """

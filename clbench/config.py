@@ -17,29 +17,22 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from clbench.backbones import BACKBONE_PRESETS, BackboneConfig
 from clbench.loggers import LOGGER_PRESETS, LoggerConfig
 from clbench.registry import load_plugins
+from clbench.settings import RunSettings
 
 CONF_DIR = Path(__file__).parent / "conf"
 
 
 @dataclass
-class RunConfig:
-    """Top-level settings of ``clbench run``."""
+class RunConfig(RunSettings):
+    """Top-level config of ``clbench run``: the harness settings (``RunSettings``, one
+    definition shared with the protocol) plus data root and the config groups."""
 
     defaults: List[Any] = field(default_factory=lambda: [
         "_self_", {"backbone": "cnn28"}, {"logger": "wandb"}, {"strategy": "naive"}, {"scenario": "split_fmnist"},
         {"addon": "none"},
     ])
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    results_dir: str = "results"
-    data_root: Optional[str] = None  # default $CLBENCH_DATA or ~/.cache/clbench/data
-    val_fraction: float = 0.1
-    eval_batch_size: int = 512
-    progress: bool = True
-    count_flops: bool = False
-    num_workers: int = 0
-    log_every: int = 50  # optimisation steps per point of the loss curve
-    eval_rows: str = "all"  # all | final (only row 0 and the last row; for checks and quick runs)
+    data_root: Optional[str] = field(default=None, metadata={"harness": True,
+                                                             "help": "default $CLBENCH_DATA or ~/.cache/clbench/data"})
     strategy: Any = MISSING
     scenario: Any = MISSING
     backbone: Any = MISSING

@@ -18,15 +18,12 @@ def run_from_config(cfg: Any, *, backbone_given: bool | None = None):
     from clbench.config import data_root, to_dict
     from clbench.loggers import build_loggers
     from clbench.scenario import build_scenario
+    from clbench.settings import settings_of
     from clbench.strategy import STRATEGIES
 
     strategy_cls = STRATEGIES.get(cfg.strategy.name)
     protocol.check_compatible(strategy_cls, cfg.scenario.kind, cfg.scenario.name)  # before any data is read
-    settings = protocol.RunSettings(
-        seed=cfg.seed, device=cfg.device, val_fraction=cfg.val_fraction, eval_batch_size=cfg.eval_batch_size,
-        results_dir=cfg.results_dir, progress=cfg.progress, count_flops=cfg.count_flops, num_workers=cfg.num_workers,
-        log_every=cfg.log_every, eval_rows=cfg.eval_rows,
-    )
+    settings = settings_of(cfg)
     protocol.resolve_device(settings.device)
     protocol.seed_everything(cfg.seed)
     scenario = build_scenario(OmegaConf.to_object(cfg.scenario), data_root=data_root(cfg), seed=cfg.seed)

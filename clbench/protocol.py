@@ -37,6 +37,7 @@ from clbench.phases import PhaseClock, is_training_phase
 from clbench.progress import PhaseProgress
 from clbench.records import RunRecord
 from clbench.scenario import Scenario
+from clbench.settings import RunSettings
 from clbench.strategy import _STEP_LISTENERS, Strategy
 from clbench.types import KINDS, VISIBLE_THINGS, Batch, ExperienceInfo
 from clbench.view import LearnerView, make_batch
@@ -46,22 +47,6 @@ import clbench.multilabel  # noqa: E402,F401  (registers the multi-label evaluat
 
 class IncompatibleError(ValueError):
     """A strategy paired with a scenario it cannot run on (refused before training)."""
-
-
-@dataclass
-class RunSettings:
-    """Harness settings of one run (not the method's or the scenario's)."""
-
-    seed: int = 0
-    device: str = "auto"
-    val_fraction: float = 0.1
-    eval_batch_size: int = 512
-    results_dir: str = "results"
-    progress: bool = True
-    count_flops: bool = False
-    num_workers: int = 0
-    log_every: int = 50  # steps per point of the loss curve (and per non-finite check)
-    eval_rows: str = "all"  # all | final (evaluate only row 0 and the last row)
 
 
 def check_compatible(strategy_cls: type[Strategy], kind: str, scenario_name: str = "?") -> None:
@@ -256,10 +241,7 @@ class Session:
                                    on_batch=advance, num_workers=self.settings.num_workers,
                                    augmentation=None if self.encoder is not None else self.augmentation)
                 with self.clock.phase("train", sync=True):
-                    s.train()
-                    s.begin_experience(ExperienceInfo(e, tuple(exp.classes), task_id))
-                    s.train_experience(view)
-                    s.end_experience()
+                    train_experience(s, view, ExperienceInfo(e, tuple(exp.classes), task_id))
                 if self.addon is not None:
                     with self.clock.phase(f"addon:{self.addon.name}", sync=True):
                         self.addon.end_experience()
@@ -383,6 +365,16 @@ class Session:
             if hasattr(lg, "log_steps"):
                 for step, loss in points:
                     _safely(lg, "log_steps", step, {"train/loss": loss})
+
+
+def train_experience(strategy: Strategy, view: LearnerView, info: ExperienceInfo) -> None:
+    """One experience where boundaries are visible: ``begin_experience``, the strategy's
+    ``train_experience`` on ``view``, ``end_experience``, in training mode. The protocol
+    and the Avalanche adapter both train through here."""
+    strategy.train()
+    strategy.begin_experience(info)
+    strategy.train_experience(view)
+    strategy.end_experience()
 
 
 class StepMonitor:

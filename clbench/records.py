@@ -69,7 +69,11 @@ class RunRecord:
     nonfinite: list = field(default_factory=list)  # paths of values saved as null because NaN/inf, e.g. "metrics.ACC"
 
     def to_dict(self) -> dict:
-        """The record as plain data (no deep copy, no conversion: see :func:`to_json_data`)."""
+        """The record as JSON data: a converted copy (:func:`to_json_data`; NaN/inf as None)."""
+        return record_data(self)
+
+    def fields(self) -> dict:
+        """The record's fields as they are (no copy, no conversion)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
@@ -222,7 +226,7 @@ def write_json_atomic(path: Union[str, Path], data: Any) -> Path:
 def record_data(record: RunRecord) -> dict:
     """The JSON data of ``record``: every value converted (:func:`to_json_data`), the
     non-finite ones listed under ``nonfinite``."""
-    raw = record.to_dict()
+    raw = record.fields()
     raw.pop("nonfinite", None)
     data, bad = to_json_data(raw)
     data["nonfinite"] = sorted(set(bad) | {str(p) for p in (record.nonfinite or [])})

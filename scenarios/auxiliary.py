@@ -1,7 +1,8 @@
 """Auxiliary data sets the protocol can hand to a method before the stream
 (``clbench.auxdata``): scikit-learn's bundled digits, and the training split of every
-registered labelled source (e.g. ``fmnist``: the protocol refuses it for a
-Fashion-MNIST stream). Images come as stored (in [0, 1]); the method adapts them."""
+registered single-label source (e.g. ``fmnist``: the protocol refuses it for a
+Fashion-MNIST stream; the multi-label sources, voc2007, coco2014 and mlfmnist, are not
+auxiliary sets). Images come as stored (in [0, 1]); the method adapts them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,7 @@ import sklearn
 
 from clbench.auxdata import AuxData, register_aux_dataset
 from clbench.data import TensorData
-from scenarios.sources import SOURCES, load_source
+from scenarios.sources import SINGLE_LABEL, SOURCES, load_source
 from scenarios.sources.digits import all_images
 
 
@@ -31,5 +32,5 @@ def source_train_split(name: str):
 
 
 register_aux_dataset("sklearn_digits", sklearn_digits)
-for _name in SOURCES.names():
+for _name in SOURCES.names(SINGLE_LABEL):
     register_aux_dataset(_name, source_train_split(_name))

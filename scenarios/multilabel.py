@@ -17,76 +17,29 @@ Named scenarios: ``voc_b0c4``, ``voc_b10c2`` (VOC 2007), ``coco_b0c10``, ``coco_
 (COCO 2014), default backbone ``resnet18`` (ImageNet weights; KRT used TResNet-M, MULTI-LANE
 a ViT-B/16: a method's own backbone overrides it), and ``mlfmnist``: offline 2x2 mosaics of
 Fashion-MNIST (see ``scenarios/sources/mlfmnist.py``), B0-C2, default backbone ``cnn28``.
+``source`` names a multi-label source of ``scenarios.sources.SOURCES``; the config fields
+it declares (``image_size``; mlfmnist's ``train_mosaics``, ...) are passed to its loader.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Union
+from typing import List, Optional
 
 import torch
 from torch.utils.data import Dataset
 
 import clbench.multilabel  # noqa: F401  (registers the "multilabel" evaluator)
 from clbench.data import TensorData
-from clbench.errors import DataMissingError
-from clbench.registry import Registry
 from clbench.scenario import Scenario, ScenarioConfig, register_scenario
 from clbench.types import MULTILABEL, Experience
 from scenarios.class_incremental import class_splits
+from scenarios.sources import MULTI_LABEL, SOURCES, Images, MultiLabelSource  # noqa: F401  (MultiLabelSource: re-exported)
+from scenarios.sources.images import ImageFiles
 
 
-# -- sources ------------------------------------------------------------------------
-class ImageFiles(Dataset):
-    """Image files decoded lazily to float RGB tensors in [0, 1], resized to a square
-    ``size`` x ``size`` (as KRT does; no crop, no augmentation: those belong to methods)."""
-
-    def __init__(self, paths: Sequence[Union[str, Path]], size: int, fingerprint: str) -> None:
-        if size <= 0:
-            raise ValueError(f"image_size must be > 0, got {size}")
-        self.paths = [str(p) for p in paths]
-        self.size = size
-        self.fingerprint = f"{fingerprint}@{size}px"
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        from torchvision.io import ImageReadMode, decode_image
-        from torchvision.transforms.v2.functional import resize
-
-        path = self.paths[i]
-        try:
-            img = decode_image(path, mode=ImageReadMode.RGB)
-        except (FileNotFoundError, RuntimeError) as err:
-            raise DataMissingError(f"could not read image {path}: {err}") from err
-        img = resize(img, [self.size, self.size], antialias=True)
-        return img.float().div_(255.0)
-
-
-Images = Union[torch.Tensor, ImageFiles]
-
-
-@dataclass
-class MultiLabelSource:
-    """A multi-label dataset: images (a tensor, or files decoded lazily) and a bool label
-    matrix ``(N, num_classes)`` per split; classes in the source's fixed order."""
-
-    name: str
-    train_images: Images
-    train_labels: torch.Tensor
-    test_images: Images
-    test_labels: torch.Tensor
-    class_names: list[str]
-    input_shape: tuple[int, ...]
-    origin: str
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
+# -- datasets -----------------------------------------------------------------------
 class LabelledImages(Dataset):
     """Rows ``indices`` of lazily decoded images with their ``(y, known)`` labels."""
 
@@ -98,7 +51,7 @@ class LabelledImages(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        return self.images[int(self.indices[i])], self.y[i], self.known[i]
+        return self.images.image(int(self.indices[i])), self.y[i], self.known[i]
 
 
 def labelled(images: Images, indices: torch.Tensor, y: torch.Tensor, known: torch.Tensor, fingerprint: str) -> Dataset:
@@ -108,34 +61,6 @@ def labelled(images: Images, indices: torch.Tensor, y: torch.Tensor, known: torc
     if isinstance(images, torch.Tensor):
         return TensorData(images[indices], y, known, fingerprint=fp)
     return LabelledImages(images, indices, y, known, fp)
-
-
-MultiLabelLoader = Callable[..., MultiLabelSource]  # loader(config, data_root) -> MultiLabelSource
-ML_SOURCES: Registry[MultiLabelLoader] = Registry("multi-label source")
-
-
-def _voc(cfg, data_root):
-    from scenarios.sources import voc
-
-    return voc.load(data_root, image_size=cfg.image_size, download=cfg.download)
-
-
-def _coco(cfg, data_root):
-    from scenarios.sources import coco
-
-    return coco.load(data_root, image_size=cfg.image_size, download=cfg.download)
-
-
-def _mlfmnist(cfg, data_root):
-    from scenarios.sources import mlfmnist
-
-    return mlfmnist.load(data_root, train_mosaics=cfg.train_mosaics, test_mosaics=cfg.test_mosaics,
-                         mosaic_seed=cfg.mosaic_seed, download=cfg.download)
-
-
-ML_SOURCES.register("voc2007", _voc)
-ML_SOURCES.register("coco2014", _coco)
-ML_SOURCES.register("mlfmnist", _mlfmnist)
 
 
 # -- configs ------------------------------------------------------------------------
@@ -214,7 +139,8 @@ def build_multilabel(cfg: MultilabelConfig, *, data_root: Optional[Path], seed: 
     """Build a multi-label class-incremental stream from ``cfg.source``."""
     if not 0.0 < cfg.threshold < 1.0:
         raise ValueError(f"scenario.threshold must be in (0, 1), got {cfg.threshold}")
-    source = ML_SOURCES.get(cfg.source)(cfg, data_root)
+    entry = SOURCES.source(cfg.source, MULTI_LABEL)
+    source = entry.load(data_root, download=cfg.download, **entry.options_from(cfg))
     C = source.num_classes
     if cfg.class_order is not None:
         order = [int(c) for c in cfg.class_order]

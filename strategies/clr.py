@@ -21,7 +21,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -54,14 +54,12 @@ class CLRConfig(StrategyConfig):
     lr_gamma: float = 0.1
     patience: int = 21
     reg: float = 1e-5
-    trunk: str = "auto"
-    pretrain_epochs: int = 20
-    pretrain_seed: int = 0
-    cache_dir: Optional[str] = None  # default $CLBENCH_CACHE/weights (~/.cache/clbench/weights)
+    trunk: str = field(default="auto", metadata={"recipe": False})
+    pretrain_epochs: int = field(default=20, metadata={"recipe": False})
+    pretrain_seed: int = field(default=0, metadata={"recipe": False})
+    cache_dir: Optional[str] = field(default=None, metadata={"recipe": False})  # default $CLBENCH_CACHE/weights
 
 
-#: config fields that set up our offline trunk, not the paper's recipe
-_HARNESS_FIELDS = ("trunk", "pretrain_epochs", "pretrain_seed", "cache_dir")
 
 
 # -- the reprogrammed network --------------------------------------------------------
@@ -423,7 +421,7 @@ class CLR(Strategy):
         }
 
     def deviations(self) -> list[str]:
-        out = [d for d in super().deviations() if not d.startswith(_HARNESS_FIELDS)]
+        out = list(super().deviations())
         out.append("epoch selection on the held-out validation split (official code: on the evaluation split)")
         bb = self.backbone_config
         if self.trunk_kind == "digits":

@@ -11,7 +11,7 @@ kv_bottleneck_experiments; recipe: sweeps/icml2023/cifar10_*_ours_base.yaml).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -43,20 +43,18 @@ class DKVBConfig(StrategyConfig):
     weight_decay: float = 0.0
     label_smoothing: float = 0.1
     grad_clip: float = 1.0  # global gradient-norm clip
-    key_init_source: str = DIGITS  # unlabelled data for key init: sklearn_digits or a scenarios source name
+    key_init_source: str = field(default=DIGITS, metadata={"recipe": False})  # unlabelled key-init data (clbench.auxdata)
     key_init_limit: Optional[int] = None  # at most this many key-init images (seeded draw)
     key_init_epochs: int = 10
     ema_decay: float = 0.95
     ema_eps: float = 1e-5  # Laplace smoothing of the EMA cluster sizes
     dead_key_factor: float = 0.1  # restart keys whose EMA count < factor * batch_size / P
     mask_unused: bool = True  # at evaluation, route each head to its nearest USED key
-    encoder: str = "backbone"  # backbone (the run's backbone config) | identity (flattened pixels)
-    codebook_chunk: int = 16  # codebooks per distance block: peak memory ~ chunk * batch * P * 4 bytes
-    precompute: bool = True  # encode every dataset once (cached); False: run the encoder on every batch
+    encoder: str = field(default="backbone", metadata={"recipe": False})  # backbone | identity (flattened pixels)
+    codebook_chunk: int = field(default=16, metadata={"recipe": False})  # codebooks per distance block (memory)
+    precompute: bool = field(default=True, metadata={"recipe": False})  # encode once (cached), else every batch
 
 
-#: config fields that are implementation knobs, not part of the method's recipe
-NOT_RECIPE = ("codebook_chunk", "precompute", "key_init_source", "encoder")
 
 
 def mnist_layout(x: torch.Tensor) -> torch.Tensor:
@@ -249,7 +247,7 @@ class DKVB(Strategy):
         }
 
     def deviations(self) -> list[str]:
-        out = [d for d in super().deviations() if d.split("=")[0] not in NOT_RECIPE and not d.startswith("backbone=")]
+        out = [d for d in super().deviations() if not d.startswith("backbone=")]
         out += encoder_deviations(self.config.encoder, self.backbone_config, self.paper_backbone)
         if self.config.key_init_source == DIGITS:
             out.append("key init on scikit-learn digits (1,797 8x8 images upsampled to 28x28): another dataset "

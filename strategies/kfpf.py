@@ -51,10 +51,16 @@ Our design where the paper text was not available to us (each is a config field)
   every ceil(N / k) optimisation steps, counted over the whole stream and blind to
   boundaries, and once more at the end of the stream unless the last step was itself a
   trigger. Steps beyond N (per-experience partial batches) keep the same period.
-- Recipe defaults of ``kfpf`` follow the Mammoth Seq-CIFAR-10 conventions the paper's
-  setup uses (ResNet-18, 50 epochs per task, batch 32, SGD without momentum, lr 0.1,
-  buffer 500, k-FPF-KD's alpha = DER's 0.3); k = 10, 300 FPF iterations, FPF lr 0.01
-  are ours. Every change of a recipe field is a recorded deviation.
+- Compute: the add-on's phases are booked by the protocol as ``addon:fpf`` (time and
+  FLOPs); k-FPF's phases run inside ``observe`` and are booked with its SGD steps under
+  ``train``; the record's ``details`` say how many phases ran, after which steps, and
+  how many samples they replayed.
+- Recipe defaults of ``kfpf``: the Mammoth Seq-CIFAR-10 setup the paper's experiments
+  follow (ResNet-18, 50 epochs per task, batch 32, buffer 500) with Mammoth's plain-SGD
+  setting there (lr 0.1, no momentum; assumed, the paper's table was not available to
+  us); k-FPF-KD's alpha 0.3 is DER's. Ours: k = 10, 300 FPF iterations of batch 32, FPF
+  lr 0.01 without momentum (the add-on's ``iters``, ``batch_size``, ``lr``, ``momentum``
+  are the same phase settings). Every change of a recipe field is a recorded deviation.
 """
 from __future__ import annotations
 

@@ -113,7 +113,8 @@ class MultiLaneConfig(StrategyConfig):
 
     Harness fields (not the paper's recipe): ``trunk`` says where the frozen ViT's
     weights come from: ``backbone`` (``backbone.weights``), ``digits`` (supervised
-    pretraining on scikit-learn's digits at ``pretrain_side`` px for ``pretrain_epochs``,
+    pretraining on scikit-learn's digits at ``pretrain_side`` px (at most the side the
+    ViT sees) for ``pretrain_epochs``,
     cached under ``cache_dir``; the position embedding is then resampled to the stream's
     patch grid), ``random`` (a random frozen ViT, not MULTI-LANE's premise; recorded) or
     ``auto`` (``backbone`` when weights are given, ``digits`` for ``vit_small``, else an
@@ -192,19 +193,25 @@ def orthogonal_rows(rows: int, cols: int, generator: torch.Generator) -> torch.T
 def lane_attention(attn: nn.Module, z: torch.Tensor, prompts: Optional[torch.Tensor]) -> torch.Tensor:
     """The block's frozen attention for the lane-CLS query over the keys and values of
     ``z`` = [LN1(lane-CLS), summaries] (B, K, 1+M, D), with ``prompts`` (K, 2, L_p, H, hd)
-    prepended to keys and values. Returns the projected lane-CLS output (B, K, D): the
-    summaries' outputs would be dropped, so they are not computed."""
+    prepended to the keys and values. Returns the projected lane-CLS output (B, K, D); the
+    summaries' outputs would be dropped, so their queries are never computed."""
     B, K, T, D = z.shape
-    H, hd = attn.num_heads, attn.head_dim
-    qkv = attn.qkv(z).reshape(B, K, T, 3, H, hd).permute(3, 0, 1, 4, 2, 5)  # (3, B, K, H, T, hd)
-    q, k, v = qkv.unbind(0)
-    q, k = attn.q_norm(q)[..., :1, :], attn.k_norm(k)
-    if prompts is not None and prompts.shape[2] > 0:
-        pk = prompts[:, 0].permute(0, 2, 1, 3).unsqueeze(0).expand(B, -1, -1, -1, -1)  # (B, K, H, L_p, hd)
-        pv = prompts[:, 1].permute(0, 2, 1, 3).unsqueeze(0).expand(B, -1, -1, -1, -1)
-        k, v = torch.cat([pk, k], dim=-2), torch.cat([pv, v], dim=-2)
-    out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)  # (B, K, H, 1, hd)
-    out = attn.norm(out.squeeze(-2).reshape(B, K, H * hd))
+    H, hd, A = attn.num_heads, attn.head_dim, attn.attn_dim
+    w, b = attn.qkv.weight, attn.qkv.bias
+    q = F.linear(z[:, :, 0], w[:A], None if b is None else b[:A]).view(B, K, H, hd)
+    kv = F.linear(z, w[A:], None if b is None else b[A:]).view(B, K, T, 2, H, hd)
+    k, v = kv.unbind(3)  # (B, K, T, H, hd)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    scores = torch.einsum("bkhd,bkthd->bkht", q, k) * attn.scale
+    if prompts is not None and prompts.shape[2] > 0:  # prefix prompts on keys and values
+        p_scores = torch.einsum("bkhd,klhd->bkhl", q, prompts[:, 0]) * attn.scale
+        weights = torch.cat([p_scores, scores], dim=-1).softmax(dim=-1)
+        L = prompts.shape[2]
+        out = torch.einsum("bkhl,klhd->bkhd", weights[..., :L], prompts[:, 1]) + \
+            torch.einsum("bkht,bkthd->bkhd", weights[..., L:], v)
+    else:
+        out = torch.einsum("bkht,bkthd->bkhd", scores.softmax(dim=-1), v)
+    out = attn.norm(out.reshape(B, K, A))
     if getattr(attn, "gate", None) is not None:
         out = out * attn.gate(z[:, :, 0]).sigmoid()
     return attn.proj(out)
@@ -229,44 +236,50 @@ def lane_block(block: nn.Module, lane: torch.Tensor, stream_ln1: torch.Tensor, p
 
 
 # -- transforms (the official train / test transforms, on batched tensors) ----------------
+def crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Each image's box ``(left, top, width, height)`` (pixels) resized to ``size`` x ``size``
+    in one batched call: bilinear, averaging ceil(box / size) samples per output pixel
+    (an antialiased downscale), ``torchvision.ops.roi_align``."""
+    from torchvision.ops import roi_align
+
+    boxes = boxes.to(x.device, x.dtype)
+    rois = torch.cat([torch.arange(len(x), device=x.device, dtype=x.dtype)[:, None], boxes[:, :2],
+                      boxes[:, :2] + boxes[:, 2:]], dim=1)
+    return roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
 def random_resized_crop_flip(x: torch.Tensor, size: int, generator: torch.Generator,
                              scale: tuple[float, float] = (0.05, 1.0),
                              ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
-    """torchvision's RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip, one
-    draw per sample from ``generator`` (10 tries, then the whole image)."""
-    from torchvision.transforms.v2.functional import resized_crop
-
+    """torchvision's RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip on a
+    batch, one draw per sample from ``generator``: up to 10 tries of an area and a log-
+    uniform aspect ratio that fit, else the whole image; the crop's top-left uniform."""
     B, _, H, W = x.shape
     area = torch.empty(B, 10).uniform_(*scale, generator=generator) * H * W
     aspect = torch.exp(torch.empty(B, 10).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator))
-    w = torch.sqrt(area * aspect).round().long()
-    h = torch.sqrt(area / aspect).round().long()
+    w = torch.sqrt(area * aspect).round()
+    h = torch.sqrt(area / aspect).round()
     ok = (w > 0) & (h > 0) & (w <= W) & (h <= H)
-    pick = torch.where(ok.any(1), ok.float().argmax(1), torch.full((B,), -1))
+    first = ok.float().argmax(dim=1, keepdim=True)
+    found = ok.any(dim=1)
+    w = torch.where(found, w.gather(1, first)[:, 0], torch.full((B,), float(W)))
+    h = torch.where(found, h.gather(1, first)[:, 0], torch.full((B,), float(H)))
     u = torch.rand(B, 2, generator=generator)
-    flip = torch.rand(B, generator=generator) < 0.5
-    out = []
-    for b in range(B):
-        if pick[b] >= 0:
-            hb, wb = int(h[b, pick[b]]), int(w[b, pick[b]])
-        else:
-            hb, wb = H, W
-        top, left = int(u[b, 0] * (H - hb + 1)), int(u[b, 1] * (W - wb + 1))
-        img = resized_crop(x[b], top, left, hb, wb, [size, size], antialias=True)
-        out.append(img.flip(-1) if flip[b] else img)
-    return torch.stack(out)
+    top, left = (u[:, 0] * (H - h + 1)).floor(), (u[:, 1] * (W - w + 1)).floor()
+    out = crop_resize(x, torch.stack([left, top, w, h], dim=1), size)
+    flip = (torch.rand(B, generator=generator) < 0.5).to(x.device).view(B, 1, 1, 1)
+    return torch.where(flip, out.flip(-1), out)
 
 
 def centre_crop(x: torch.Tensor, fraction: float, size: int) -> torch.Tensor:
     """The central ``fraction`` of each image resized to ``size`` (paper: resize 256,
     centre crop 224 = fraction 0.875)."""
-    from torchvision.transforms.v2.functional import resized_crop
-
     H, W = x.shape[-2:]
     h, w = max(1, round(H * fraction)), max(1, round(W * fraction))
-    if (h, w) == (H, W) and (H, W) == (size, size):
+    if (h, w) == (H, W) == (size, size):
         return x
-    return resized_crop(x, (H - h) // 2, (W - w) // 2, h, w, [size, size], antialias=True)
+    box = torch.tensor([[(W - w) // 2, (H - h) // 2, w, h]], dtype=torch.float32).expand(len(x), 4)
+    return crop_resize(x, box, size)
 
 
 # -- the strategy ---------------------------------------------------------------------------
@@ -320,6 +333,7 @@ class MultiLane(Strategy):
         if getattr(vit, "cls_token", None) is None:
             raise ValueError("MULTI-LANE's lane-CLS is a copy of the ViT's class token; this ViT has none")
         self.side = bb.input_size or int(info.input_shape[-1])
+        self.pretrain_side = min(self.config.pretrain_side, self.side)  # never more pixels than the stream shows
         self.trunk_ready = self.trunk_kind != "digits"
         self.pretraining: Optional[dict] = None
         self.lanes = nn.ModuleList()
@@ -371,7 +385,7 @@ class MultiLane(Strategy):
             raise RuntimeError("the frozen ViT must be prepared before any lane is learnt")
         c = self.config
         path, self.pretraining = pretrain_on_digits(
-            self.backbone_config, self.info.input_shape[0], side=c.pretrain_side, epochs=c.pretrain_epochs,
+            self.backbone_config, self.info.input_shape[0], side=self.pretrain_side, epochs=c.pretrain_epochs,
             seed=c.pretrain_seed, device=self.device, digits=aux["pretraining"],
             cache_dir=Path(c.cache_dir).expanduser() if c.cache_dir else default_cache_dir(),
         )
@@ -585,7 +599,7 @@ class MultiLane(Strategy):
         elif bb.input_size != 224:
             out.append(f"input {bb.input_size} px (paper: 224)")
         if self.trunk_kind == "digits":
-            out.append(f"frozen ViT pretrained on sklearn digits ({c.pretrain_side} px, {c.pretrain_epochs} epochs; position "
+            out.append(f"frozen ViT pretrained on sklearn digits ({self.pretrain_side} px, {c.pretrain_epochs} epochs; position "
                        f"embedding resampled to the stream's patch grid) (paper: ImageNet-21k pretrained, ImageNet-1k "
                        f"fine-tuned)")
         elif self.trunk_kind == "random":

@@ -21,15 +21,17 @@ The method, as built here (one continuous stream; no task ids, no boundary calls
   none is, a new expert is created.
 * Labels without task knowledge: the official code trains each expert on within-task
   labels (a per-task label offset, i.e. the task id). Here an expert's head has one unit
-  per GLOBAL class (``ScenarioInfo.num_classes``, which every learner is told), and its
-  own outputs are the classes it has met while active: its softmax (training, pruning,
-  prediction) runs over those only, so an expert of a 2-class task is a 2-way classifier
-  as in the paper. Its detection loss on a batch runs over its own outputs plus the
-  batch's labels: a class it never met scores with an untrained unit, so its loss on an
-  unfamiliar batch is high, the signal detection needs. (A softmax over all 10 units
-  instead makes the 8 never-met units constant negatives, and the sigmoid then saturates
-  both units of a task at 1: training stalls.) K in the ln K seed is the number of
-  classes in the expert's first batch (at least 2).
+  per GLOBAL class (``ScenarioInfo.num_classes``, which every learner is told):
+  - a training step's softmax runs over the classes present in the batch, so on a batch
+    of a 2-class task the expert is the paper's 2-way classifier. (Any unit in the
+    softmax that is rarely or never a target, such as a class met once on a batch that
+    straddles a boundary, or all 10 units, pulls the sigmoid of the task's units up
+    together until both saturate at 1 and training stalls: measured, not guessed.)
+  - its detection loss on a batch runs over the classes it met while active plus the
+    batch's own: on an unfamiliar batch its familiar units fire and the new classes'
+    units are untrained, so the loss is high, the signal detection needs;
+  - at prediction it answers only with the classes it met while active.
+  K in the ln K seed is the number of classes in the expert's first batch (at least 2).
 * A selector network routes each test sample to an expert. It is trained on a
   class-balanced random-priority memory (:class:`PriorityBuffer`: capacity / num_classes
   slots per class, each sample kept with a random priority, the highest kept; each sample
@@ -79,7 +81,7 @@ class LeNet5(nn.Sequential):
     def __init__(self, in_channels: int, height: int, width: int) -> None:
         side_h, side_w = ((height + 4 - 4) // 2 - 4) // 2, ((width + 4 - 4) // 2 - 4) // 2
         if side_h < 1 or side_w < 1:
-            raise ValueError(f"lenet5 needs inputs of at least 8x8 pixels, got {height}x{width}; "
+            raise ValueError(f"lenet5 needs inputs of at least 12x12 pixels, got {height}x{width}; "
                              f"use backbone=cnn28 for smaller inputs")
         super().__init__(
             nn.ZeroPad2d(2), nn.Conv2d(in_channels, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
@@ -366,7 +368,7 @@ class TAMEConfig(StrategyConfig):
     prune_buffer_size: int = 500  # samples of an expert's last active stretch, for its fine-tuning
 
 
-def _check_config(c: TAMEConfig) -> None:
+def _check_config(c: TAMEConfig, num_classes: int) -> None:
     checks = [
         ("window", c.window, c.window >= 1, "an integer >= 1"),
         ("alpha", c.alpha, 0 < c.alpha <= 1, "a number in (0, 1]"),
@@ -386,6 +388,9 @@ def _check_config(c: TAMEConfig) -> None:
     for name, value, ok, valid in checks:
         if not ok:
             raise ValueError(f"strategy.{name}={value!r} is out of range; valid: {valid}")
+    if 0 < c.buffer_size < num_classes:
+        raise ValueError(f"strategy.buffer_size={c.buffer_size} leaves no slot per class for {num_classes} classes; "
+                         f"valid: 0 (no selector: every sample goes to expert 0) or >= {num_classes}")
     for name in ("lr", "selector_lr", "selector_finetune_lr", "expert_prune_lr"):
         if not getattr(c, name) > 0:
             raise ValueError(f"strategy.{name}={getattr(c, name)!r} is out of range; valid: a number > 0")
@@ -415,7 +420,7 @@ class TAME(Strategy):
 
     def __init__(self, config: TAMEConfig, info: ScenarioInfo, backbone: Optional[BackboneConfig] = None,
                  **kwargs: Any) -> None:
-        _check_config(config)
+        _check_config(config, info.num_classes)
         if backbone is None:
             backbone = BACKBONE_PRESETS.get(self.preferred_backbone(info) or "cnn28", BackboneConfig())
         super().__init__(config, info, backbone, **kwargs)
@@ -449,11 +454,11 @@ class TAME(Strategy):
         out = super().deviations()
         paper_net = "lenet5" if tuple(self.info.input_shape) == (1, 28, 28) else "vgg11 (not in clbench)"
         bb = getattr(self.backbone_config, "name", None)
-        if bb and not paper_net.startswith(bb):
+        if bb and bb != paper_net.split()[0]:
             out.append(f"backbone={bb} (paper: {paper_net})")
         out.append("selector trained from scratch at every evaluation point (paper: once, after the stream)")
-        out.append("experts score global labels (no per-task label offset, which is task knowledge); "
-                   "K in the ln K window seed = num_classes")
+        out.append("experts score global labels (no per-task label offset, which is task knowledge): softmax over "
+                   "the batch's classes in training; K in the ln K window seed = classes of the expert's first batch")
         return out
 
     # -- experts ----------------------------------------------------------------------------
@@ -474,9 +479,13 @@ class TAME(Strategy):
         self.stats.append(_new_stats(self.batches_seen, self.samples_seen))
         return len(self.experts) - 1
 
+    def batch_outputs(self, y: torch.Tensor) -> torch.Tensor:
+        """The outputs a training step's softmax runs over: the classes of the batch."""
+        return label_mask([], y, self.info.num_classes)
+
     def own_outputs(self, e: int, y: torch.Tensor) -> torch.Tensor:
-        """Expert ``e``'s outputs for a batch with labels ``y``: the labels it met while
-        active, and the batch's own."""
+        """The outputs expert ``e``'s detection loss on a batch with labels ``y`` runs
+        over: the classes it met while active, and the batch's own."""
         return label_mask(self.stats[e]["met"], y, self.info.num_classes)
 
     @torch.no_grad()
@@ -528,7 +537,7 @@ class TAME(Strategy):
         """One step of the active expert only; its window and active smoothed loss take
         the loss it had on the batch BEFORE the step (``detection_loss``)."""
         a, st, alpha = self.active, self.stats[self.active], self.config.alpha
-        loss = masked_step(self.experts[a], self.optimizers[a], batch.x, batch.y, self.own_outputs(a, batch.y))
+        loss = masked_step(self.experts[a], self.optimizers[a], batch.x, batch.y, self.batch_outputs(batch.y))
         st["window"] = (st["window"] + [detection_loss])[-self.config.window:]
         prev = st["smoothed_active"]
         st["smoothed_active"] = detection_loss if prev is None else alpha * detection_loss + (1 - alpha) * prev
@@ -597,7 +606,7 @@ class TAME(Strategy):
         if data is not None and c.expert_prune_epochs > 0:
             steps = self._fit(net, data["x"], data["y"], epochs=c.expert_prune_epochs, lr=c.expert_prune_lr,
                               weight_decay=c.expert_prune_weight_decay, nesterov=False, decay=True,
-                              own=self.own_outputs(e, data["y"]))
+                              per_batch_labels=True)
         self.prunings.append({"expert": e, "batch": self.batches_seen, "samples": 0 if data is None else len(data["y"]),
                               "steps": steps, "nonzero": net.nonzero()})
 
@@ -606,7 +615,7 @@ class TAME(Strategy):
         self.prune_expert(self.active)
 
     def _fit(self, net: ExpertNet, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float, weight_decay: float,
-             nesterov: bool, decay: bool, own: Optional[torch.Tensor] = None) -> int:
+             nesterov: bool, decay: bool, per_batch_labels: bool = False) -> int:
         """``epochs`` of masked SGD (momentum ``config.momentum``) on (x, y) in shuffled
         batches of ``selector_batch_size``; with ``decay``, lr x 0.1 at 50% and 75% of the
         epochs (the official fine-tuning's milestones 100 and 150 of 200). Returns steps."""
@@ -622,6 +631,7 @@ class TAME(Strategy):
             order = torch.randperm(n, generator=self.generator).to(y.device)
             for start in range(0, n, bs):
                 idx = order[start:start + bs]
+                own = self.batch_outputs(y[idx]) if per_batch_labels else None
                 masked_step(net, opt, self.augment(x[idx]), y[idx], own)
                 steps += 1
         return steps

@@ -13,8 +13,8 @@ from clbench.errors import DataMissingError
 from clbench.evaluation import EVALUATORS
 from clbench.multilabel import average_precisions, evaluate_multilabel, extra_metrics, f1_scores, mean_ap
 from clbench.types import MULTILABEL
-from scenarios.multilabel import ML_SOURCES, MultilabelConfig, MultiLabelSource, build_multilabel
-from scenarios.sources import coco, mlfmnist, voc
+from scenarios.multilabel import MultilabelConfig, MultiLabelSource, build_multilabel
+from scenarios.sources import MULTI_LABEL, SOURCES, coco, mlfmnist, voc
 from strategies.baselines import classification_loss
 
 from probes import Probe
@@ -89,12 +89,12 @@ def images(n, offset):
     return x
 
 
-def _synthetic(cfg, data_root):
+def _synthetic(data_root, *, download=False):
     return MultiLabelSource("synth", images(len(TRAIN), 0), multi_hot(TRAIN), images(len(TEST), 100), multi_hot(TEST),
                             [f"c{i}" for i in range(6)], (1, 4, 4), "memory")
 
 
-ML_SOURCES.register("_synthetic", _synthetic)
+SOURCES.register("_synthetic", _synthetic, kind=MULTI_LABEL)
 
 
 def synthetic_scenario(**kw):

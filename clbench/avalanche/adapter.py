@@ -29,28 +29,15 @@ from avalanche.training.templates import SupervisedTemplate
 from clbench.avalanche.benchmark import AvalancheData, BenchmarkLayout, read_layout
 from clbench.backbones import BACKBONE_PRESETS, BackboneConfig
 from clbench.data import split_validation
-from clbench.protocol import check_compatible
+from clbench.features import encode
+from clbench.protocol import check_compatible, evaluation_copy, train_experience
 from clbench.strategy import STRATEGIES, Strategy
-from clbench.types import TASK_INCREMENTAL, ExperienceInfo
+from clbench.types import TASK_INCREMENTAL, ExperienceInfo, Prediction
 from clbench.view import LearnerView
 
 #: Avalanche template arguments ``make_strategy`` passes on (the rest configure the strategy).
 TEMPLATE_ARGS = ("evaluator", "plugins", "device", "eval_mb_size", "eval_every")
 MASK_MARGIN = 1000.0  # masked classes score this far below the batch minimum (Avalanche masks with -1000)
-
-
-class _EncodedView(LearnerView):
-    """A view whose batches pass through the strategy's frozen encoder (the protocol
-    encodes once; here, per batch, with the same result)."""
-
-    def __init__(self, *args: Any, encode, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._encode = encode
-
-    def batches_of(self, data, batch_size, *, shuffle=True, task_id=None):
-        for batch in super().batches_of(data, batch_size, shuffle=shuffle, task_id=task_id):
-            batch.x = self._encode(batch.x)
-            yield batch
 
 
 class ClbenchTemplate(SupervisedTemplate):
@@ -79,6 +66,7 @@ class ClbenchTemplate(SupervisedTemplate):
         self.data_generator = torch.Generator().manual_seed(seed)  # train/validation split and data order
         self.trained: list[int] = []  # experience indices trained so far
         self._prepared = False
+        self._evaluated: Optional[Strategy] = None
         self.data_root = data_root
 
     # -- training: the strategy's own hooks -----------------------------------------
@@ -103,24 +91,35 @@ class ClbenchTemplate(SupervisedTemplate):
         data = AvalancheData(self.adapted_dataset, self.layout.offsets[i], f"avalanche-exp{i}")
         train, validation = split_validation(data, self.val_fraction, self.data_generator)
         encoder = self.strategy.frozen_encoder()
-        common = dict(task_id=task, device=self.device, generator=self.data_generator)
-        view = (LearnerView(train, validation, **common) if encoder is None
-                else _EncodedView(train, validation, encode=self._encoder_fn(encoder), **common))
-        self.strategy.begin_experience(ExperienceInfo(i, tuple(self.layout.classes[i]), task))
-        self.strategy.train_experience(view)
-        self.strategy.end_experience()
+        if encoder is not None:  # encoded once (and cached), as the protocol does
+            encoder.to(self.device)
+            train, validation = (None if d is None else encode(encoder, d, device=self.device) for d in (train, validation))
+        view = LearnerView(train, validation, task_id=task, device=self.device, generator=self.data_generator)
+        train_experience(self.strategy, view, ExperienceInfo(i, tuple(self.layout.classes[i]), task))
         self.trained.append(i)
 
     # -- evaluation: Avalanche's loop on strategy.predict ----------------------------
     def _before_eval(self, **kwargs: Any) -> None:
-        self.strategy.before_eval()
+        self._evaluated = self.evaluation_copy()
         super()._before_eval(**kwargs)
+
+    def _after_eval(self, **kwargs: Any) -> None:
+        super()._after_eval(**kwargs)
+        self._evaluated = None
+
+    def evaluation_copy(self) -> Strategy:
+        """The protocol's evaluation copy of the learner, ``before_eval`` done, in eval
+        mode: Avalanche's evaluation never touches the live learner either."""
+        copy_, _ = evaluation_copy(self.strategy)
+        with torch.enable_grad():  # Avalanche evaluates under no_grad; before_eval may train (TAME's selector)
+            copy_.before_eval()
+        return copy_.eval()
 
     def forward(self) -> torch.Tensor:
         task = self.mb_task_id if self.layout.kind == TASK_INCREMENTAL else None
-        encoder = self.strategy.frozen_encoder()
-        x = self.mb_x if encoder is None else self._encoder_fn(encoder)(self.mb_x)
-        scores = self.strategy.predict(x, task)
+        if not self.is_eval:  # Avalanche never trains through forward here; keep it honest anyway
+            raise RuntimeError("ClbenchTemplate trains through the strategy's own hooks")
+        scores = self._predict(self._evaluated or self.evaluation_copy(), self.mb_x, task)
         allowed = self.allowed_classes(task).to(scores.device)
         fill = scores.detach().min() - MASK_MARGIN
         if not bool(allowed.any()):  # protocol row 0 (class-incremental): nothing seen, no answer is right
@@ -143,18 +142,15 @@ class ClbenchTemplate(SupervisedTemplate):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The strategy's scores (frozen encoder applied), for the clbench evaluator."""
-        encoder = self.strategy.frozen_encoder()
-        return self.strategy.predict(x if encoder is None else self._encoder_fn(encoder)(x), task)
+        """The learner's scores (on an evaluation copy; frozen encoder applied)."""
+        return self._predict(self.evaluation_copy(), x, task)
 
     @staticmethod
-    def _encoder_fn(encoder: torch.nn.Module):
-        @torch.no_grad()
-        def encode(x: torch.Tensor) -> torch.Tensor:
-            encoder.train(False)
-            return encoder(x)
-
-        return encode
+    @torch.no_grad()
+    def _predict(model: Strategy, x: torch.Tensor, task: Optional[torch.Tensor]) -> torch.Tensor:
+        encoder = model.frozen_encoder()
+        out = model.predict(x if encoder is None else encoder.eval()(x), task)
+        return out.scores if isinstance(out, Prediction) else out
 
     # -- state (Avalanche's dill checkpoint cannot pickle torch optimisers) ----------
     def state_dict(self) -> dict:
@@ -212,8 +208,10 @@ def make_strategy(
         raise TypeError(f"unknown argument(s) {unknown} for strategy {name!r}; valid: config fields "
                         f"{sorted(fields)} and template arguments {list(TEMPLATE_ARGS)}")
     config = cls.config_class(name=name, **overrides)
+    info = layout.info(f"avalanche:{type(benchmark).__name__}", val_fraction)
+    if backbone is None:
+        backbone = cls.preferred_backbone(info)
     with _seeded(seed):
-        strategy = cls(config, layout.info(f"avalanche:{type(benchmark).__name__}"), _backbone_config(backbone),
-                       seed=seed)
+        strategy = cls(config, info, _backbone_config(backbone), seed=seed)
     return ClbenchTemplate(strategy=strategy, layout=layout, val_fraction=val_fraction, seed=seed, data_root=data_root,
                            **template_args)

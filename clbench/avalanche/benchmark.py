@@ -32,11 +32,15 @@ class BenchmarkLayout:
     num_classes: int
     input_shape: tuple[int, ...]
     notes: list[str] = field(default_factory=list)
+    train_sizes: list[int] = field(default_factory=list)  # training samples of each experience
 
-    def info(self, name: str):
+    def info(self, name: str, val_fraction: float = 0.1):
+        """What a strategy is told (``stream_size`` after the validation hold-out)."""
         from clbench.types import VISIBILITY_BY_KIND, ScenarioInfo
 
-        return ScenarioInfo(name, self.kind, self.input_shape, self.num_classes, VISIBILITY_BY_KIND[self.kind])
+        stream = sum(n - int(round(n * val_fraction)) for n in self.train_sizes)
+        return ScenarioInfo(name, self.kind, self.input_shape, self.num_classes, VISIBILITY_BY_KIND[self.kind],
+                            stream_size=stream, num_experiences=len(self.classes), dataset=name)
 
 
 def _targets(dataset: Any) -> list[int]:
@@ -88,7 +92,8 @@ def read_layout(benchmark: Any, kind: Optional[str] = None) -> BenchmarkLayout:
     num_classes = max(max(c) for c in classes) + 1
     x = train[0].dataset.eval()[0][0]
     x = torch.as_tensor(x)
-    return BenchmarkLayout(kind, tasks, classes, offsets, num_classes, tuple(x.shape), notes)
+    return BenchmarkLayout(kind, tasks, classes, offsets, num_classes, tuple(x.shape), notes,
+                           [len(e.dataset) for e in train])
 
 
 class AvalancheData(Dataset):

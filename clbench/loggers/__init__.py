@@ -6,7 +6,9 @@ A logger has ``start(record)``, ``log_row(step, row, record)`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
+
+from clbench.registry import Registry
 
 
 @dataclass
@@ -24,12 +26,22 @@ class LoggerConfig:
 LOGGER_PRESETS = {"wandb": LoggerConfig(name="wandb"), "none": LoggerConfig(name="none")}
 
 
-def build_loggers(config: Any, results_dir: str) -> list:
-    """The loggers a config asks for."""
-    if config.name == "none":
-        return []
-    if config.name == "wandb":
-        from clbench.loggers.wandb_logger import WandbLogger
+LoggerBuilder = Callable[[Any, str], list]  # (config, results_dir) -> loggers
+#: loggers by name, like strategies: a package adds one with ``LOGGERS.register(name, builder)``
+#: and a preset config in ``LOGGER_PRESETS`` (config group ``logger``)
+LOGGERS: Registry[LoggerBuilder] = Registry("logger")
 
-        return [WandbLogger(project=config.project, entity=config.entity, mode=config.mode, dir=config.dir or results_dir)]
-    raise ValueError(f"unknown logger {config.name!r}; valid choices: {sorted(LOGGER_PRESETS)}")
+
+def _wandb(config: Any, results_dir: str) -> list:
+    from clbench.loggers.wandb_logger import WandbLogger
+
+    return [WandbLogger(project=config.project, entity=config.entity, mode=config.mode, dir=config.dir or results_dir)]
+
+
+LOGGERS.register("wandb", _wandb)
+LOGGERS.register("none", lambda config, results_dir: [])
+
+
+def build_loggers(config: Any, results_dir: str) -> list:
+    """The loggers a config asks for (an unknown name lists the valid choices)."""
+    return LOGGERS.get(config.name)(config, results_dir)

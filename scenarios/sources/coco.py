@@ -15,7 +15,8 @@ from typing import Optional
 import torch
 
 from clbench.errors import DataMissingError
-from scenarios.multilabel import ImageFiles, MultiLabelSource
+from scenarios.sources import MULTI_LABEL, SOURCES, MultiLabelSource
+from scenarios.sources.images import ImageFiles
 
 SPLITS = {"train": "train2014", "test": "val2014"}
 HOW_TO_GET = (
@@ -72,8 +73,11 @@ def load(data_root: Optional[Path], *, image_size: int = 224, download: bool = F
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise DataMissingError(f"MS-COCO 2014 {folder}: {len(missing)} of {len(paths)} images missing, e.g. {missing[:3]}. {HOW_TO_GET}")
-        parts[split] = (ImageFiles(paths, image_size, fingerprint=f"coco2014/{folder}"), labels)
+        parts[split] = (ImageFiles(paths, image_size, fingerprint=f"coco2014/{folder}@{image_size}px"), labels)
     return MultiLabelSource(
         "coco2014", parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1],
         list(names), (3, image_size, image_size), str(root),
     )
+
+
+SOURCES.register("coco2014", load, kind=MULTI_LABEL, options=("image_size",))

@@ -23,8 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from scenarios.multilabel import MultiLabelSource
-from scenarios.sources import fmnist
+from scenarios.sources import MULTI_LABEL, SOURCES, MultiLabelSource, fmnist
 
 CELLS = 4  # 2 x 2
 
@@ -60,3 +59,6 @@ def load(data_root: Optional[Path], *, train_mosaics: int = 3000, test_mosaics: 
         f"mlfmnist-s{mosaic_seed}-n{train_mosaics}-{test_mosaics}", x_tr, y_tr, x_te, y_te,
         list(base.class_names), (1, 56, 56), base.origin,
     )
+
+
+SOURCES.register("mlfmnist", load, kind=MULTI_LABEL, options=("train_mosaics", "test_mosaics", "mosaic_seed"))

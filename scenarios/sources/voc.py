@@ -14,7 +14,8 @@ from typing import Optional
 import torch
 
 from clbench.errors import DataMissingError
-from scenarios.multilabel import ImageFiles, MultiLabelSource
+from scenarios.sources import MULTI_LABEL, SOURCES, MultiLabelSource
+from scenarios.sources.images import ImageFiles
 
 CLASS_NAMES = sorted([
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -74,7 +75,7 @@ def _images(root: Path, ids: list[str], split: str, image_size: int) -> ImageFil
         raise DataMissingError(
             f"PASCAL VOC 2007 {split}: {len(missing)} of {len(paths)} images missing, e.g. {missing[:3]}. {HOW_TO_GET}"
         )
-    return ImageFiles(paths, image_size, fingerprint=f"voc2007/{split}")
+    return ImageFiles(paths, image_size, fingerprint=f"voc2007/{split}@{image_size}px")
 
 
 def load(data_root: Optional[Path], *, image_size: int = 224, download: bool = False) -> MultiLabelSource:
@@ -92,3 +93,6 @@ def load(data_root: Optional[Path], *, image_size: int = 224, download: bool = F
         "voc2007", _images(root, tr_ids, "trainval", image_size), tr_labels,
         _images(root, te_ids, "test", image_size), te_labels, list(CLASS_NAMES), (3, image_size, image_size), str(root),
     )
+
+
+SOURCES.register("voc2007", load, kind=MULTI_LABEL, options=("image_size",))

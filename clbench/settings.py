@@ -1,0 +1,40 @@
+"""Harness settings of one run: the one definition used by the command line (as the
+top of Hydra's run config), by ``protocol.run`` and by the leaderboard (which ignores
+every field marked ``harness``: they say how a run was executed, not what was run).
+
+Imports nothing heavy, so that a bad value is refused before torch loads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+def _harness(default, help: str):
+    return field(default=default, metadata={"harness": True, "help": help})
+
+
+@dataclass
+class RunSettings:
+    """How a run is executed (not the method's or the scenario's settings)."""
+
+    seed: int = field(default=0, metadata={"harness": True, "help": "class order, data order, splits, weight init"})
+    device: str = _harness("auto", "auto | cpu | cuda | cuda:N")
+    val_fraction: float = field(default=0.1, metadata={"help": "validation hold-out of each experience, in [0, 1)"})
+    eval_batch_size: int = _harness(512, "test samples per evaluation batch")
+    results_dir: str = _harness("results", "where records go (runs/<scenario>/<strategy>/<run_id>.json)")
+    progress: bool = _harness(True, "progress bars (lines when not a terminal)")
+    count_flops: bool = _harness(False, "count FLOPs per phase with torch.utils.flop_counter")
+    num_workers: int = _harness(0, "data loader workers for file-backed data sets")
+    log_every: int = _harness(50, "optimisation steps per point of the loss curve (and per non-finite check)")
+    eval_rows: str = _harness("all", "all | final: evaluate every row, or only rows 0 and T")
+
+
+def harness_keys() -> list[str]:
+    """Names of the settings that do not change what a run measures."""
+    return [f.name for f in fields(RunSettings) if f.metadata.get("harness")]
+
+
+def settings_of(config) -> RunSettings:
+    """The :class:`RunSettings` part of a composed run config (or any mapping/object)."""
+    get = config.get if hasattr(config, "get") else lambda k, d=None: getattr(config, k, d)
+    return RunSettings(**{f.name: get(f.name, f.default) for f in fields(RunSettings)})
