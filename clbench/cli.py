@@ -70,6 +70,9 @@ def run_command(args: list[str]) -> int:
     point, so launchers (local, Submitit) work unchanged."""
     from clbench.validate import check_overrides
 
+    # `+experiment=NAME` / `+debug=NAME` (the lightning-hydra-template spelling) select the
+    # optional groups that the primary config already lists
+    args = [a[1:] if a.startswith(("+experiment=", "+debug=")) else a for a in args]
     problems = check_overrides(args)  # before the plugins (and torch) are imported: a refusal is instant
     if problems:
         return _refuse(problems)

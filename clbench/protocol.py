@@ -114,6 +114,7 @@ def run(
     if settings.eval_rows not in ("all", "final"):
         raise ValueError(f"eval_rows must be 'all' or 'final', got {settings.eval_rows!r}")
     device = resolve_device(settings.device)
+    records.check_writable(settings.results_dir)  # before any work: a result that cannot be saved is lost
     strategy.to(device)
     record = _new_record(scenario, strategy, settings, config or {}, run_id, device, addon)
     path = records.record_path(settings.results_dir, record)
@@ -182,6 +183,7 @@ class Session:
         aux, facts = load_aux(s.aux_requests(), data_root=data_root, input_shape=sc.input_shape,
                               stream_dataset=sc.dataset)
         rec.strategy["aux_data"] = facts
+        self.print_plan()
         with self.clock.phase("prepare", sync=True), self.progress.phase("prepare"):
             s.prepare(aux)
         if self.addon is not None:
@@ -204,6 +206,31 @@ class Session:
                 self._run_stream()
         finally:
             _STEP_LISTENERS.pop(s, None)
+
+    def print_plan(self) -> None:
+        """Say what the run will do before it does it (a paper recipe can mean hours)."""
+        printer = getattr(self.progress, "print", None)
+        if printer is None or not self.settings.progress:
+            return
+        s, sc = self.strategy, self.scenario
+        bs, epochs = s.config.batch_size, getattr(s.config, "epochs", 1)
+        size = sc.stream_size(self.settings.val_fraction)
+        passes = epochs if sc.visibility.boundaries else 1
+        steps = sum(-(-n // bs) for n in sc.train_sizes(self.settings.val_fraction)) * passes
+        if not sc.visibility.boundaries:
+            steps = -(-size // bs)
+        name = self.record.strategy["name"]
+        lines = [f"plan: {name} on {sc.name} ({sc.kind}): {len(sc.steps)} experiences, {size:,} training samples, "
+                 f"{passes} epoch(s) each, batch {bs}: about {steps:,} optimisation steps; evaluation after each "
+                 f"experience on up to {sum(len(e.test) for e in sc.experiences):,} test samples"]
+        if self.record.deviations:
+            lines.append("deviations from the paper: " + "; ".join(self.record.deviations[:4])
+                         + (" ..." if len(self.record.deviations) > 4 else ""))
+        if steps > 20_000:
+            lines.append("this is a long run (the method's paper recipe); for a quick look: debug=fast, or "
+                         "strategy.epochs=1 scenario.train_per_class=500")
+        for line in lines:
+            printer(line)
 
     def _splits(self) -> tuple[list, list]:
         train, validation = [], []
@@ -302,6 +329,7 @@ class Session:
             return
         generator = torch.Generator().manual_seed(_eval_seed(self.settings.seed, step))
         with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            torch.manual_seed(_eval_seed(self.settings.seed, step))  # the copy's global draws: seeded, then forgotten
             with self.clock.phase("eval", sync=True):
                 copy_, copied_bytes = evaluation_copy(self.strategy)
                 self.record.compute["snapshot_bytes"] = copied_bytes
@@ -361,6 +389,8 @@ class Session:
     def flush_curve(self, check: bool = True) -> None:
         points = self.monitor.flush(check=check)
         self.record.extra.setdefault("loss_curve", []).extend(points)
+        if points and points[-1][1] is not None and hasattr(self.progress, "set_postfix"):
+            self.progress.set_postfix(f"step {points[-1][0]:,} loss {points[-1][1]:.4f}")
         for lg in self.loggers:
             if hasattr(lg, "log_steps"):
                 for step, loss in points:

@@ -281,7 +281,8 @@ class Sensitivity:
     def load_state_dict(self, state: dict) -> None:
         self.window = int(state["window"])
         self.anchor, self.sq = dict(state["anchor"]), dict(state["sq"])
-        self.windows, self.window_steps, self.steps = int(state["windows"]), int(state["window_steps"]), int(state["steps"])
+        self.windows, self.window_steps = int(state["windows"]), int(state["window_steps"])
+        self.steps = int(state["steps"])
 
 
 # -- the FPF phase ----------------------------------------------------------------------

@@ -58,7 +58,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.auxdata import AuxData
-from clbench.backbones import BACKBONE_PRESETS, NORMALIZATIONS, BackboneConfig, ViTBackbone, create_backbone
+from clbench.backbones import (BACKBONE_PRESETS, NORMALIZATIONS, VIT_B16_TIMM, BackboneConfig, ViTBackbone,
+                               create_backbone)
 from clbench.features import cache_root
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import CLASS_INCREMENTAL, MULTILABEL, Batch, ExperienceInfo, ScenarioInfo, StepStats
@@ -150,7 +151,8 @@ def resolve_config(config: MultiLaneConfig, recipe: Recipe) -> MultiLaneConfig:
     checks = {
         "epochs": c.epochs >= 1, "batch_size": c.batch_size >= 1, "lr": c.lr > 0, "selectors": c.selectors >= 1,
         "prompt_length": c.prompt_length >= 0, "prompt_layers": c.prompt_layers >= 0,
-        "weight_decay": c.weight_decay >= 0, "test_crop": 0.0 < c.test_crop <= 1.0, "pretrain_epochs": c.pretrain_epochs >= 1,
+        "weight_decay": c.weight_decay >= 0, "test_crop": 0.0 < c.test_crop <= 1.0,
+        "pretrain_epochs": c.pretrain_epochs >= 1,
         "small_max_side": c.small_max_side is None or c.small_max_side >= 4, "pretrain_side": c.pretrain_side >= 4,
         "small_width": c.small_width >= 1,
     }
@@ -595,13 +597,13 @@ class MultiLane(Strategy):
                 out.append(f"{f.name}={getattr(c, f.name)!r} (paper: {getattr(paper, f.name)!r})")
         bb = self.backbone_config
         if bb.name != self.paper_backbone:
-            out.append(f"backbone={bb.name} (paper: {self.paper_backbone}, timm vit_base_patch16_224.augreg_in21k_ft_in1k)")
+            out.append(f"backbone={bb.name} (paper: {self.paper_backbone}, timm {VIT_B16_TIMM})")
         elif bb.input_size != 224:
             out.append(f"input {bb.input_size} px (paper: 224)")
         if self.trunk_kind == "digits":
-            out.append(f"frozen ViT pretrained on sklearn digits ({self.pretrain_side} px, {c.pretrain_epochs} epochs; position "
-                       f"embedding resampled to the stream's patch grid) (paper: ImageNet-21k pretrained, ImageNet-1k "
-                       f"fine-tuned)")
+            out.append(f"frozen ViT pretrained on sklearn digits ({self.pretrain_side} px, {c.pretrain_epochs} epochs; "
+                       f"position embedding resampled to the stream's patch grid) (paper: ImageNet-21k pretrained, "
+                       f"ImageNet-1k fine-tuned)")
         elif self.trunk_kind == "random":
             out.append("frozen ViT: random init, not pretrained (paper: ImageNet-21k/1k pretrained)")
         elif bb.name == self.paper_backbone and bb.weights != "hub":

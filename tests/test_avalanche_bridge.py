@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import subprocess
@@ -20,7 +22,7 @@ import torch
 import scenarios.avalanche_benchmarks as avb  # registers scenario avalanche / avalanche_ti
 import strategies.avalanche_baselines as avl_baselines  # registers avl_*
 from clbench import metrics, protocol
-from clbench.backbones import BackboneConfig, BackboneWeightsError
+from clbench.backbones import BACKBONE_PRESETS, BackboneConfig, BackboneWeightsError
 from clbench.errors import DataMissingError
 from clbench.evaluation import evaluate_single_label
 from clbench.strategy import STRATEGIES
@@ -64,11 +66,9 @@ def _evaluator():
 
 def _clbench_row(template, scenario, step):
     """Row ``step`` of the clbench matrix for the adapter's current model (the protocol's evaluator)."""
-    template.strategy.eval()
-    template.strategy.before_eval()
-    row = evaluate_single_label(template.predict, scenario, step, [e.test for e in scenario.experiences],
-                                device=torch.device("cpu"), batch_size=512)
-    template.strategy.train()
+    copy_ = template.evaluation_copy()  # as the protocol does: a copy, before_eval done, eval mode
+    row = evaluate_single_label(lambda x, t: template._predict(copy_, x, t), scenario, step,
+                                [e.test for e in scenario.experiences], device=torch.device("cpu"), batch_size=512)
     return row.accuracy
 
 
@@ -148,7 +148,7 @@ def _benchmark_for(cls, benchmarks):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", STRATEGIES.names())
-def test_every_strategy_runs_in_avalanche_loop(name, benchmarks, tmp_path):
+def test_every_strategy_runs_in_avalanche_loop(name, benchmarks, tmp_path, monkeypatch):
     """Each registered strategy trains through Avalanche's loop; its EvaluationPlugin reports
     every experience's accuracy, equal to the clbench protocol's evaluation of the same model."""
     from clbench.avalanche import make_strategy, scenario_from_benchmark
@@ -160,14 +160,23 @@ def test_every_strategy_runs_in_avalanche_loop(name, benchmarks, tmp_path):
     bm = benchmarks[kind]
     fields = {f for f in cls.config_class.__dataclass_fields__}
     small = {k: v for k, v in {**SHRINK, "cache_dir": str(tmp_path)}.items() if k in fields}
+    from clbench.avalanche.benchmark import read_layout
+
+    preferred = cls.preferred_backbone(read_layout(bm, kind).info(name))
+    backbone = TINY if preferred is None else dataclasses.replace(BACKBONE_PRESETS[preferred], width=4)
     try:
-        s = make_strategy(name, benchmark=bm, evaluator=_evaluator(), eval_mb_size=512, backbone=TINY, **small)
+        s = make_strategy(name, benchmark=bm, evaluator=_evaluator(), eval_mb_size=512, backbone=backbone, **small)
     except (BackboneWeightsError, DataMissingError) as err:  # e.g. pretrained weights unavailable offline
         pytest.skip(f"{name} cannot be built offline: {err}")
     assert s.train_mb_size == getattr(s.strategy.config, "batch_size") and s.train_mb_size > 1
     scenario = scenario_from_benchmark(bm)
-    got_task, predict = [], s.strategy.predict
-    s.strategy.predict = lambda x, task=None: (got_task.append(task is not None), predict(x, task))[1]
+    got_task, predict = [], cls.predict  # evaluation runs on copies of the learner: watch the class
+
+    def watched(self, x, task=None):
+        got_task.append(task is not None)
+        return predict(self, x, task)
+
+    monkeypatch.setattr(cls, "predict", watched)
     for exp in bm.train_stream:
         s.train(exp)
         results = s.eval(bm.test_stream)

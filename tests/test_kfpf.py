@@ -22,7 +22,7 @@ import strategies.kfpf as kfpf_module
 from clbench import protocol
 from clbench.backbones import BackboneConfig
 from clbench.buffers import ReservoirBuffer
-from clbench.data import TensorData, concat
+from clbench.data import concat
 from clbench.scenario import Scenario
 from clbench.types import TASK_AGNOSTIC, VISIBILITY_BY_KIND, Batch, Experience, ScenarioInfo
 from scenarios.task_agnostic import as_task_agnostic
@@ -90,7 +90,8 @@ def test_presets_resolve_on_cnn28():
 def test_presets_resolve_on_resnet18_and_describe_counts_parameters():
     s = Naive(FinetuneConfig(name="naive"), info(shape=(3, 16, 16)), BackboneConfig(name="resnet18"))
     bn_fc = preset_names(s, "bn_fc")
-    assert bn_fc[0] == "backbone.trunk.bn1" and bn_fc[-1] == "head" and len(bn_fc) == 20 + 1  # 20 BatchNorms in ResNet-18
+    assert bn_fc[0] == "backbone.trunk.bn1" and bn_fc[-1] == "head"
+    assert len(bn_fc) == 20 + 1  # the 20 BatchNorms of ResNet-18 and the head
     last = preset_names(s, "bn_fc_last_stage")
     assert "backbone.trunk.layer4" in last and not any(n.startswith("backbone.trunk.layer4.") for n in last)
     fpf = FPF(iters=1, batch_size=4, lr=0.1, momentum=0.0, modules="bn_fc", bn_stats="refresh", auto_budget=0.05,
@@ -172,9 +173,11 @@ def test_fpf_phase_on_resnet18_freezes_the_rest_bit_for_bit():
         assert all(torch.equal(before[k], after[k]) for k in before if not inside(k, chosen))
         assert not torch.equal(before["head.weight"], after["head.weight"])
         if modules == "bn_fc_last_stage":
-            assert not torch.equal(before["backbone.trunk.layer4.1.conv2.weight"], after["backbone.trunk.layer4.1.conv2.weight"])
-            assert not torch.equal(before["backbone.trunk.layer1.0.bn1.running_var"], after["backbone.trunk.layer1.0.bn1.running_var"])
-            assert torch.equal(before["backbone.trunk.layer3.1.conv2.weight"], after["backbone.trunk.layer3.1.conv2.weight"])
+            def same(key: str) -> bool:
+                return torch.equal(before[f"backbone.trunk.{key}"], after[f"backbone.trunk.{key}"])
+
+            assert not same("layer4.1.conv2.weight") and same("layer3.1.conv2.weight")
+            assert not same("layer1.0.bn1.running_var")  # every BatchNorm is chosen and refreshed
 
 
 # -- the sensitivity score ---------------------------------------------------------------
@@ -236,8 +239,8 @@ def resplit(scenario: Scenario, sizes: list[int], kind: str) -> Scenario:
 
 
 def run_kfpf(tmp_path, scenario: Scenario, **cfg) -> KFPF:
-    s = KFPF(KFPFConfig(name="kfpf", **{"batch_size": 16, "k": 4, "fpf_iters": 1, "epochs": 2, "buffer_size": 40, **cfg}),
-             scenario.info_for(0.0), CNN, seed=0)
+    settings_ = {"batch_size": 16, "k": 4, "fpf_iters": 1, "epochs": 2, "buffer_size": 40, **cfg}
+    s = KFPF(KFPFConfig(name="kfpf", **settings_), scenario.info_for(0.0), CNN, seed=0)
     protocol.run(scenario, s, settings=settings(tmp_path, val_fraction=0.0, eval_rows="final"))
     return s
 

@@ -127,7 +127,8 @@ def test_old_lanes_and_backbone_bit_for_bit_unchanged_and_slot_t_starts_from_slo
     train_lane(s, 0, (0, 1))
     first = {k: v.clone() for k, v in s.lanes[0].state_dict().items()}
     s.begin_experience(ExperienceInfo(1, (2, 3), None))
-    assert torch.equal(s.lanes[1].selectors, s.lanes[0].selectors) and torch.equal(s.lanes[1].prompts, s.lanes[0].prompts)
+    assert torch.equal(s.lanes[1].selectors, s.lanes[0].selectors)
+    assert torch.equal(s.lanes[1].prompts, s.lanes[0].prompts)
     assert not any(p.requires_grad for p in s.lanes[0].parameters())
     assert {id(p) for g in s.optimizer.param_groups for p in g["params"]} == {id(p) for p in s.lanes[1].parameters()}
     for k in range(3):
@@ -147,7 +148,8 @@ def test_frozen_stream_is_computed_once_and_independent_of_the_lanes(monkeypatch
     for i in range(5):
         s.begin_experience(ExperienceInfo(i, (i,), None))
         with torch.no_grad():
-            s.lanes[-1].selectors.add_(torch.randn(s.lanes[-1].selectors.shape, generator=torch.Generator().manual_seed(i)))
+            noise = torch.randn(s.lanes[-1].selectors.shape, generator=torch.Generator().manual_seed(i))
+            s.lanes[-1].selectors.add_(noise)
         s.end_experience()
     seen: list[torch.Tensor] = []
     real = multilane.lane_block
@@ -292,7 +294,8 @@ def test_a_vit_b16_without_weights_is_refused_unless_random_is_asked_for():
 
 def test_preferred_backbone_and_small_vit_settings():
     assert MultiLane.preferred_backbone(info(dataset="voc2007", shape=(3, 224, 224))) == "vit_b16"
-    assert MultiLane.preferred_backbone(info(kind=CLASS_INCREMENTAL, dataset="cifar100", shape=(3, 32, 32))) == "vit_b16"
+    cifar = info(kind=CLASS_INCREMENTAL, dataset="cifar100", shape=(3, 32, 32))
+    assert MultiLane.preferred_backbone(cifar) == "vit_b16"
     assert MultiLane.preferred_backbone(info(dataset="fmnist", shape=(1, 56, 56))) == "vit_small"
     s = small(info(dataset="fmnist", shape=(1, 56, 56)), small_width=16)
     assert (s.backbone_config.input_size, s.backbone_config.width, s.backbone_config.normalize) == (32, 16, "half")

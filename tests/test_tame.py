@@ -85,7 +85,7 @@ def recurring_run(tmp_path_factory):
     paper repeats each task), under the protocol; paper defaults for detection."""
     scenario = as_task_agnostic(blobs(), repeats=30)
     scenario.schedule = [0, 1, 2, 1]
-    strategy = Watched(config(), scenario.info, LENET, seed=0)
+    strategy = Watched(config(selector_epochs=20, selector_batch_size=16), scenario.info, LENET, seed=0)
     record, _ = protocol.run(scenario, strategy, settings=protocol.RunSettings(
         results_dir=str(tmp_path_factory.mktemp("tame")), progress=False, device="cpu"))
     return record, strategy

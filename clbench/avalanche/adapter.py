@@ -111,7 +111,8 @@ class ClbenchTemplate(SupervisedTemplate):
         """The protocol's evaluation copy of the learner, ``before_eval`` done, in eval
         mode: Avalanche's evaluation never touches the live learner either."""
         copy_, _ = evaluation_copy(self.strategy)
-        with torch.enable_grad():  # Avalanche evaluates under no_grad; before_eval may train (TAME's selector)
+        with torch.enable_grad(), torch.random.fork_rng(devices=[]):  # Avalanche evaluates under no_grad;
+            torch.manual_seed(self.strategy.seed * 1_000_003 + len(self.trained))  # before_eval may train
             copy_.before_eval()
         return copy_.eval()
 
