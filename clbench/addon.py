@@ -69,8 +69,10 @@ class Addon:
         out = []
         paper = self.config_class()
         for f in dataclasses.fields(paper):
-            if f.name != "name" and f.metadata.get("recipe", True) and getattr(self.config, f.name) != getattr(paper, f.name):
-                out.append(f"{self.name}.{f.name}={getattr(self.config, f.name)!r} (paper: {getattr(paper, f.name)!r})")
+            recipe = f.metadata.get("recipe", True)
+            if f.name != "name" and recipe is not False and getattr(self.config, f.name) != getattr(paper, f.name):
+                whose = "our default" if recipe == "ours" else "paper"
+                out.append(f"{self.name}.{f.name}={getattr(self.config, f.name)!r} ({whose}: {getattr(paper, f.name)!r})")
         return out
 
     def state_dict(self) -> dict:

@@ -5,7 +5,8 @@ add-on's finetuning inside a training step) belongs to that phase, not its paren
 FLOPs come from one ``torch.utils.flop_counter.FlopCounterMode`` for the whole run
 (``count_flops=true``); each phase switch reads the counter's total and books the
 difference to the phase that was running. Which phases count as training compute:
-:data:`TRAINING_PHASES` and every ``addon:*`` phase.
+:data:`TRAINING_PHASES` and every ``addon:*`` and ``strategy:*`` phase (a strategy books
+its own sub-phases with ``Strategy.phase(name)``, e.g. k-FPF's finetuning).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ TRAINING_PHASES = ("train", "before_eval", "end_stream")
 
 
 def is_training_phase(name: str) -> bool:
-    return name in TRAINING_PHASES or name.startswith("addon:")
+    """Training compute: train, before_eval, end_stream, add-on and strategy sub-phases."""
+    return name in TRAINING_PHASES or name.startswith(("addon:", "strategy:"))
 
 
 class PhaseClock:

@@ -38,7 +38,7 @@ from clbench.progress import PhaseProgress
 from clbench.records import RunRecord
 from clbench.scenario import Scenario
 from clbench.settings import RunSettings
-from clbench.strategy import _STEP_LISTENERS, Strategy
+from clbench.strategy import _PHASE_CLOCKS, _STEP_LISTENERS, Strategy
 from clbench.types import KINDS, VISIBLE_THINGS, Batch, ExperienceInfo
 from clbench.view import LearnerView, make_batch
 
@@ -199,6 +199,7 @@ class Session:
         self.evaluate_row(0)
         self.end_row(0)
         _STEP_LISTENERS[s] = self.monitor
+        _PHASE_CLOCKS[s] = self.clock
         try:
             if sc.visibility.boundaries:
                 self._run_experiences()
@@ -206,6 +207,7 @@ class Session:
                 self._run_stream()
         finally:
             _STEP_LISTENERS.pop(s, None)
+            _PHASE_CLOCKS.pop(s, None)
 
     def print_plan(self) -> None:
         """Say what the run will do before it does it (a paper recipe can mean hours)."""

@@ -6,11 +6,12 @@ experiences and all evaluation; a strategy only ever sees a :class:`LearnerView`
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping, Optional, Union
+from typing import Any, Callable, ClassVar, ContextManager, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -145,6 +146,12 @@ class Strategy(nn.Module):
             return t.device
         return torch.device("cpu")
 
+    def phase(self, name: str) -> ContextManager[None]:
+        """A context that books its time and FLOPs to the run's phase ``strategy:<name>``
+        (counted as training; e.g. k-FPF's finetuning phases), apart from ``train``."""
+        clock = _PHASE_CLOCKS.get(self)
+        return clock.phase(f"strategy:{name}") if clock is not None else contextlib.nullcontext()
+
     def report_step(self, batch: Batch, stats: StepStats) -> None:
         """Report an optimisation step that did not go through ``observe`` (a method
         driven by another trainer, e.g. Avalanche's templates), so that the protocol's
@@ -173,7 +180,8 @@ class Strategy(nn.Module):
                     continue
                 ours, theirs = getattr(self.config, f.name), getattr(paper, f.name)
                 if f.name != "name" and ours != theirs:
-                    out.append(f"{f.name}={ours!r} (paper: {theirs!r})")
+                    whose = "our default" if f.metadata.get("recipe") == "ours" else "paper"
+                    out.append(f"{f.name}={ours!r} ({whose}: {theirs!r})")
         bb = getattr(self.backbone_config, "name", None)
         if self.paper_backbone and bb and bb != self.paper_backbone:
             out.append(f"backbone={bb} (paper: {self.paper_backbone})")
@@ -247,6 +255,8 @@ def _stateful_attrs(obj: Any) -> list[tuple[str, Any]]:
     return sorted(found, key=lambda kv: not isinstance(kv[1], torch.optim.Optimizer))
 
 
+#: the protocol's phase clock of each live learner (``Strategy.phase``)
+_PHASE_CLOCKS: "weakref.WeakKeyDictionary[Strategy, Any]" = weakref.WeakKeyDictionary()
 #: the protocol's per-step listener of each live learner (the evaluation copy has none)
 _STEP_LISTENERS: "weakref.WeakKeyDictionary[Strategy, Callable[[Batch, Any], None]]" = weakref.WeakKeyDictionary()
 

@@ -65,7 +65,7 @@ Our design where the paper text was not available to us (each is a config field)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import torch
@@ -415,17 +415,17 @@ class FPFAddonConfig(AddonConfig):
     it has one, else an own reservoir of ``buffer_size``), ``strategy`` (must have one)
     or ``own``. The other fields: see the module docstring."""
 
-    iters: int = 300
-    batch_size: int = 32
-    lr: float = 0.01
-    momentum: float = 0.0
+    iters: int = field(default=300, metadata={"recipe": "ours"})
+    batch_size: int = field(default=32, metadata={"recipe": "ours"})
+    lr: float = field(default=0.01, metadata={"recipe": "ours"})
+    momentum: float = field(default=0.0, metadata={"recipe": "ours"})
     modules: str = "bn_fc"
-    bn_stats: str = "refresh"
-    buffer: str = "auto"
-    buffer_size: int = 500
-    every_experience: bool = False
-    auto_budget: float = 0.05
-    auto_window: int = 50
+    bn_stats: str = field(default="refresh", metadata={"recipe": "ours"})
+    buffer: str = field(default="auto", metadata={"recipe": "ours"})
+    buffer_size: int = field(default=500, metadata={"recipe": "ours"})
+    every_experience: bool = field(default=False, metadata={"recipe": "ours"})
+    auto_budget: float = field(default=0.05, metadata={"recipe": "ours"})
+    auto_window: int = field(default=50, metadata={"recipe": "ours"})
 
 
 @register_addon("fpf")
@@ -517,19 +517,19 @@ class KFPFConfig(FinetuneConfig):
     epochs: int = 50
     batch_size: int = 32
     optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.0
+    lr: float = field(default=0.1, metadata={"recipe": "ours"})
+    momentum: float = field(default=0.0, metadata={"recipe": "ours"})
     weight_decay: float = 0.0
     buffer_size: int = 500
-    k: int = 10
-    fpf_iters: int = 300
-    fpf_batch_size: int = 32
-    fpf_lr: float = 0.01
-    fpf_momentum: float = 0.0
+    k: int = field(default=10, metadata={"recipe": "ours"})
+    fpf_iters: int = field(default=300, metadata={"recipe": "ours"})
+    fpf_batch_size: int = field(default=32, metadata={"recipe": "ours"})
+    fpf_lr: float = field(default=0.01, metadata={"recipe": "ours"})
+    fpf_momentum: float = field(default=0.0, metadata={"recipe": "ours"})
     modules: str = "bn_fc"
-    bn_stats: str = "refresh"
-    auto_budget: float = 0.05
-    auto_window: int = 50
+    bn_stats: str = field(default="refresh", metadata={"recipe": "ours"})
+    auto_budget: float = field(default=0.05, metadata={"recipe": "ours"})
+    auto_window: int = field(default=50, metadata={"recipe": "ours"})
 
 
 @register_strategy("kfpf")
@@ -578,7 +578,8 @@ class KFPF(Finetune):
         self.fpf.after_step(self)
         self.remember(batch, logits.detach())
         if self.steps % self.period == 0:
-            self.fpf.run(self, self.buffer, step=self.steps, kd_alpha=self.kd_alpha)
+            with self.phase("fpf"):  # booked apart from the SGD steps (training compute all the same)
+                self.fpf.run(self, self.buffer, step=self.steps, kd_alpha=self.kd_alpha)
         return StepStats(loss=loss.detach(), n=len(batch))
 
     def remember(self, batch: Batch, logits: torch.Tensor) -> None:
@@ -587,7 +588,8 @@ class KFPF(Finetune):
 
     def end_stream(self) -> None:
         if self.steps and (not self.fpf.phases or self.fpf.phases[-1]["step"] != self.steps):
-            self.fpf.run(self, self.buffer, step=self.steps, kd_alpha=self.kd_alpha)
+            with self.phase("fpf"):
+                self.fpf.run(self, self.buffer, step=self.steps, kd_alpha=self.kd_alpha)
 
     def describe(self) -> dict:
         return {**self.fpf.describe(self), "k": self.config.k, "planned_steps": self.planned_steps,

@@ -11,7 +11,7 @@ import torch
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("CLBENCH_CACHE", tempfile.mkdtemp(prefix="clbench-test-cache-"))  # never ~/.cache
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and CI runs beside nothing else
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 

@@ -397,7 +397,7 @@ def test_addon_on_naive_keeps_its_own_buffer_and_on_er_uses_er_s(tmp_path):
     assert details["phase_steps"] == [9] and details["replayed_samples"] == 3 * 8  # once, after the last step
     assert details["modules"] == ["backbone.trunk.1", "backbone.trunk.5", "backbone.trunk.9", "head"]
     assert record.compute["flops_phases"][-1]["addon:fpf"] > 0
-    assert "fpf.iters=3 (paper: 300)" in record.deviations
+    assert "fpf.iters=3 (our default: 300)" in record.deviations
 
     er = ExperienceReplay(ERConfig(name="er", epochs=1, batch_size=16, buffer_size=25), sc.info_for(0.0), CNN)
     addon = FPFAddon(FPFAddonConfig(name="fpf", iters=2, batch_size=8, every_experience=True), sc.info_for(0.0))
@@ -449,7 +449,7 @@ def test_kfpf_kd_on_the_fmnist_stream_and_er_fpf_from_the_command_line(tmp_path)
     details = record.strategy["details"]
     assert record.status == "complete" and record.strategy["name"] == "kfpf_kd"
     assert details["planned_steps"] == math.ceil(400 / 32) and details["phase_steps"] == [5, 10, 13]
-    assert "backbone=cnn28 (paper: resnet18)" in record.deviations and "fpf_iters=5 (paper: 300)" in record.deviations
+    assert "backbone=cnn28 (paper: resnet18)" in record.deviations and "fpf_iters=5 (our default: 300)" in record.deviations
 
     cfg = compose(small_run_overrides(tmp_path, "strategy=er", "scenario=split_fmnist", "addon=fpf", "addon.iters=5",
                                       "count_flops=true", train_per_class=40, test_per_class=20))

@@ -143,6 +143,31 @@ def test_old_lanes_and_backbone_bit_for_bit_unchanged_and_slot_t_starts_from_slo
     assert [lane.classes for lane in s.lanes] == [[0, 1], [2, 3], [4, 5]]
 
 
+def test_a_new_adam_per_task_with_a_cosine_schedule_stepped_per_epoch(monkeypatch):
+    s = small(epochs=3, lr=0.04)
+
+    class TwoBatches:  # a LearnerView with two batches per epoch
+        def batches(self, batch_size):
+            return iter([ml_batch(classes=(0, 1), seed=1), ml_batch(classes=(0, 1), seed=2)])
+
+    lrs: list[float] = []
+    real = s.lane_loss
+
+    def spy(batch, lane):
+        lrs.append(s.optimizer.param_groups[0]["lr"])
+        return real(batch, lane)
+
+    monkeypatch.setattr(s, "lane_loss", spy)
+    s.begin_experience(ExperienceInfo(0, (0, 1), None))
+    first = s.optimizer
+    s.train_experience(TwoBatches())
+    assert lrs == pytest.approx([0.04, 0.04, 0.03, 0.03, 0.01, 0.01])  # lr (1 + cos(pi e / 3)) / 2, e = epoch
+    s.end_experience()
+    s.begin_experience(ExperienceInfo(1, (2, 3), None))
+    assert s.optimizer is not first and not s.optimizer.state and s.optimizer.param_groups[0]["lr"] == 0.04
+    assert all(g["weight_decay"] == 0.0 and g["betas"] == (0.9, 0.999) for g in s.optimizer.param_groups)
+
+
 def test_frozen_stream_is_computed_once_and_independent_of_the_lanes(monkeypatch):
     s = small(prompt_layers=6)
     for i in range(5):
