@@ -50,10 +50,16 @@ RUN_RULES = {
     "num_workers": _at_least(0, "data loader worker processes; 0 loads in the main process"),
 }
 #: Fields of any strategy's config with these names.
+#: A strategy whose recipe depends on the scenario (MULTI-LANE) declares these fields
+#: Optional, with null meaning "the recipe for this scenario"; for a plain int/float field
+#: OmegaConf already refuses null when the config is composed.
 STRATEGY_RULES = {
-    "epochs": _at_least(1, "training epochs per experience"),
-    "batch_size": _at_least(1, "samples per training batch"),
-    "lr": Rule(lambda v: _real(v) and v > 0, "a finite number > 0 (the learning rate)"),
+    "epochs": Rule(lambda v: _int(v) and v >= 1, "an integer >= 1 (training epochs per experience), or null where "
+                   "the strategy takes it from its recipe for the scenario", optional=True),
+    "batch_size": Rule(lambda v: _int(v) and v >= 1, "an integer >= 1 (samples per training batch), or null where "
+                       "the strategy takes it from its recipe for the scenario", optional=True),
+    "lr": Rule(lambda v: _real(v) and v > 0, "a finite number > 0 (the learning rate), or null where the strategy "
+               "takes it from its recipe for the scenario", optional=True),
     "buffer_size": _at_least(0, "samples kept in the replay buffer"),
     "iters": _at_least(0, "iterations"),
 }
