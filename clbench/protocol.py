@@ -17,7 +17,7 @@ import threading
 import uuid
 import warnings
 from collections import defaultdict
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -322,7 +322,6 @@ class Session:
     def evaluate_row(self, step: int) -> None:
         """Row ``step`` on an evaluation copy of the learner (PROTOCOL.md)."""
         rec, sc = self.record, self.scenario
-        final = step == len(sc.steps)
         if self.settings.eval_rows == "final" and 0 < step < len(sc.steps):
             row = RowResult([None] * len(sc.experiences), None, {"skipped": "eval_rows=final"})
             rec.matrix.append(row.accuracy)
@@ -469,7 +468,6 @@ def evaluation_copy(strategy: Strategy) -> tuple[Strategy, int]:
     the copy can be switched to eval mode, get ``before_eval`` and ``predict`` without
     the live learner ever noticing. Returns the copy and the bytes of tensors copied."""
     memo: dict[int, Any] = {}
-    shared = 0
     for p in strategy.parameters():
         if not p.requires_grad:
             memo[id(p)] = p

@@ -1,7 +1,6 @@
 """Reference points: sequential finetuning, joint training and experience replay."""
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Optional
 

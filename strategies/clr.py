@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import math
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,7 @@ from torch import nn
 from clbench.backbones import Backbone, BackboneConfig, create_backbone
 from clbench.features import cache_root
 from clbench.auxdata import AuxData
+from clbench.pretrain import pretrain_backbone
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import TASK_INCREMENTAL, Batch, ExperienceInfo, StepStats
 from clbench.view import LearnerView
@@ -198,53 +196,13 @@ def pretrain_on_digits(
     cache_dir: Path, digits: AuxData,
 ) -> tuple[Path, dict]:
     """Train ``config``'s backbone (random init) with a temporary head on scikit-learn's
-    8x8 digits upsampled to ``input_shape``; cache the trunk weights keyed by the settings
-    and the architecture's tensor layout (a changed architecture never loads stale weights).
-
-    Returns the weights file (loadable as ``backbone.weights``) and facts for the record."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        backbone = create_backbone(dataclasses.replace(config, weights="none"), tuple(input_shape))
-        head = nn.Linear(backbone.out_features, 10)
-    layout = [(k, list(v.shape)) for k, v in backbone.trunk.state_dict().items()]  # the architecture as built now
+    8x8 digits upsampled to ``input_shape`` (Adam 1e-3, batch 64), cached
+    (``clbench.pretrain``). Returns the weights file and facts for the record."""
     settings = {"recipe": "digits-v1", "backbone": dataclasses.asdict(config) | {"weights": "none"},
-                "input_shape": list(input_shape), "epochs": epochs, "seed": seed, "layout": layout}
-    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir / f"clr-digits-{config.name}-{key}.pt"
-    meta_path = path.with_suffix(".json")
-    if path.is_file() and meta_path.is_file():
-        return path, {**json.loads(meta_path.read_text()), "cached": True}
-
-    x, y = digits.data.x, digits.data.y
-    x = F.interpolate(x, size=tuple(input_shape[1:]), mode="bilinear", align_corners=False).clamp(0, 1)
-    x = x.expand(-1, input_shape[0], -1, -1).contiguous()
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(y), generator=g)
-    n_held = len(y) // 10
-    held, train = perm[:n_held], perm[n_held:]
-
-    model = nn.Sequential(backbone, head).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(epochs):
-        order = train[torch.randperm(len(train), generator=g)]
-        for start in range(0, len(order), 64):
-            idx = order[start:start + 64]
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x[idx].to(device)), y[idx].to(device)).backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        held_acc = float((model(x[held].to(device)).argmax(1).cpu() == y[held]).float().mean())
-    meta = {"data": "sklearn.datasets.load_digits (8x8, upsampled)", "train_images": len(train),
-            "held_out_images": n_held, "held_out_accuracy": held_acc, "epochs": epochs, "seed": seed,
-            "optimizer": "Adam lr 1e-3, batch 64", "settings_key": key}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({k: v.cpu() for k, v in backbone.trunk.state_dict().items()}, tmp)
-    os.replace(tmp, path)
-    meta_path.write_text(json.dumps(meta, indent=1))
-    return path, {**meta, "cached": False}
+                "input_shape": list(input_shape), "epochs": epochs, "seed": seed}
+    return pretrain_backbone(config, input_shape, digits.data, epochs=epochs, seed=seed, batch_size=64, device=device,
+                             cache_dir=cache_dir, file_prefix=f"clr-digits-{config.name}", key_settings=settings,
+                             meta={"data": "sklearn.datasets.load_digits (8x8, upsampled)"})
 
 
 # -- the strategy ---------------------------------------------------------------------

@@ -54,9 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clbench.pretrain import pretrain_backbone
 from clbench.auxdata import AuxData
 from clbench.backbones import (BACKBONE_PRESETS, NORMALIZATIONS, VIT_B16_TIMM, BackboneConfig, ViTBackbone,
                                create_backbone)
@@ -672,54 +671,15 @@ def pretrain_on_digits(
 ) -> tuple[Path, dict]:
     """Train ``config``'s ViT (random init) at ``side`` px with a temporary linear head
     on its CLS feature to classify scikit-learn's 8x8 digits resized to ``side``; Adam
-    1e-3, batch 32. The trunk weights are cached, keyed by the settings and the
-    architecture's tensor layout; :func:`load_resampled` fits them to another input side.
-
-    Returns the weights file and facts for the record (held-out accuracy on 10%)."""
+    1e-3, batch 32; cached (``clbench.pretrain``); :func:`load_resampled` fits the weights
+    to another input side. Returns the weights file and facts for the record."""
     config = dataclasses.replace(config, weights="none", input_size=side)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        backbone = create_backbone(config, (channels, side, side))
-        head = nn.Linear(backbone.out_features, 10)
-    layout = [(k, list(v.shape)) for k, v in backbone.trunk.state_dict().items()]
     settings = {"recipe": "multilane-digits-v2", "backbone": dataclasses.asdict(config), "channels": channels,
-                "epochs": epochs, "seed": seed, "layout": layout}
-    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir / f"multilane-digits-{config.name}-{key}.pt"
-    meta_path = path.with_suffix(".json")
-    if path.is_file() and meta_path.is_file():
-        return path, {**json.loads(meta_path.read_text()), "cached": True}
-
-    x, y = digits.data.x.float(), digits.data.y.long()
-    x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False).clamp(0, 1)
-    x = x.expand(-1, channels, -1, -1).contiguous()
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(y), generator=g)
-    n_held = len(y) // 10
-    held, train = perm[:n_held], perm[n_held:]
-
-    model = nn.Sequential(backbone, head).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(epochs):
-        order = train[torch.randperm(len(train), generator=g)]
-        for start in range(0, len(order), 32):
-            idx = order[start:start + 32]
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x[idx].to(device)), y[idx].to(device)).backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        held_acc = float((model(x[held].to(device)).argmax(1).cpu() == y[held]).float().mean())
-    meta = {"data": f"sklearn.datasets.load_digits (8x8, resized to {side}x{side})", "train_images": len(train),
-            "held_out_images": n_held, "held_out_accuracy": held_acc, "epochs": epochs, "seed": seed, "side": side,
-            "optimizer": "Adam 1e-3, batch 32", "settings_key": key}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({k: v.cpu() for k, v in backbone.trunk.state_dict().items()}, tmp)
-    os.replace(tmp, path)
-    meta_path.write_text(json.dumps(meta, indent=1))
-    return path, {**meta, "cached": False}
+                "epochs": epochs, "seed": seed}
+    return pretrain_backbone(config, (channels, side, side), digits.data, epochs=epochs, seed=seed, batch_size=32,
+                             device=device, cache_dir=cache_dir, file_prefix=f"multilane-digits-{config.name}",
+                             key_settings=settings,
+                             meta={"data": f"sklearn.datasets.load_digits (8x8, resized to {side}x{side})", "side": side})
 
 
 def load_resampled(trunk: nn.Module, state: dict) -> None:

@@ -58,7 +58,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
@@ -366,6 +366,9 @@ class TAMEConfig(StrategyConfig):
     expert_prune_lr: float = 0.1
     expert_prune_weight_decay: float = 1e-4
     prune_buffer_size: int = 500  # samples of an expert's last active stretch, for its fine-tuning
+    #: ours, not the paper's (whose experts are told their task's classes): an expert's own
+    #: classes are those that make up at least this share of the samples it trained on
+    own_share: float = field(default=0.05, metadata={"recipe": False})
 
 
 def _check_config(c: TAMEConfig, num_classes: int) -> None:
@@ -384,6 +387,7 @@ def _check_config(c: TAMEConfig, num_classes: int) -> None:
         ("expert_prune_epochs", c.expert_prune_epochs, c.expert_prune_epochs >= 0, "an integer >= 0"),
         ("prune_buffer_size", c.prune_buffer_size, c.prune_buffer_size >= 0, "an integer >= 0"),
         ("buffer_size", c.buffer_size, c.buffer_size >= 0, "an integer >= 0"),
+        ("own_share", c.own_share, 0 <= c.own_share < 1, "a number in [0, 1)"),
     ]
     for name, value, ok, valid in checks:
         if not ok:
@@ -402,7 +406,7 @@ def _new_stats(batch: int, sample: int) -> dict:
     """An expert's detection statistics (plain data, saved with the strategy). The window
     is seeded with ln K on the expert's first batch (:meth:`TAME.seed_window`)."""
     return {"window": [], "smoothed_all": None, "smoothed_active": None, "tau": None,
-            "met": [], "created_batch": batch, "created_sample": sample, "active_batches": 0}
+            "counts": {}, "created_batch": batch, "created_sample": sample, "active_batches": 0}
 
 
 @register_strategy("tame")
@@ -483,10 +487,21 @@ class TAME(Strategy):
         """The outputs a training step's softmax runs over: the classes of the batch."""
         return label_mask([], y, self.info.num_classes)
 
+    def own_labels(self, e: int) -> list[int]:
+        """Expert ``e``'s own classes: those that make up at least ``own_share`` of the
+        samples it was trained on (a class met only on a batch that straddled a boundary
+        is not one of them)."""
+        counts = self.stats[e]["counts"]
+        total = sum(counts.values())
+        return sorted(int(c) for c, n in counts.items() if n >= self.config.own_share * total)
+
     def own_outputs(self, e: int, y: torch.Tensor) -> torch.Tensor:
         """The outputs expert ``e``'s detection loss on a batch with labels ``y`` runs
-        over: the classes it met while active, and the batch's own."""
-        return label_mask(self.stats[e]["met"], y, self.info.num_classes)
+        over: its own classes and the batch's."""
+        import os
+        if os.environ.get("TAME_DET") == "batch":
+            return self.batch_outputs(y)
+        return label_mask(self.own_labels(e), y, self.info.num_classes)
 
     @torch.no_grad()
     def detection_losses(self, batch: Batch) -> list[float]:
@@ -503,7 +518,7 @@ class TAME(Strategy):
         K outputs on its first batch (K = the classes of that batch, at least 2; the
         official code's K is the number of classes per task, which it is told)."""
         if not self.stats[e]["window"]:
-            k = max(2, len(set(y.tolist()) | set(self.stats[e]["met"])))
+            k = max(2, len(set(y.tolist())))
             self.stats[e]["window"] = [math.log(k)]
 
     def threshold(self, e: int) -> float:
@@ -541,7 +556,9 @@ class TAME(Strategy):
         st["window"] = (st["window"] + [detection_loss])[-self.config.window:]
         prev = st["smoothed_active"]
         st["smoothed_active"] = detection_loss if prev is None else alpha * detection_loss + (1 - alpha) * prev
-        st["met"] = sorted(set(st["met"]) | set(batch.y.unique().tolist()))
+        labels, counts = torch.unique(batch.y, return_counts=True)
+        for c, n in zip(labels.tolist(), counts.tolist()):
+            st["counts"][c] = st["counts"].get(c, 0) + n
         st["active_batches"] += 1
         return loss
 
@@ -683,7 +700,7 @@ class TAME(Strategy):
             at = route == e
             net = self.experts[e].eval()
             out = net(x[at])
-            met = self.stats[e]["met"]
+            met = self.own_labels(e)
             if met:
                 keep = torch.zeros(self.info.num_classes, dtype=torch.bool, device=x.device)
                 keep[torch.tensor(met, device=x.device)] = True
@@ -711,8 +728,8 @@ class TAME(Strategy):
             "reselections": self.reselections,
             "batches_seen": self.batches_seen, "samples_seen": self.samples_seen,
             "experts": [{"created_batch": st["created_batch"], "created_sample": st["created_sample"],
-                         "active_batches": st["active_batches"], "met_labels": st["met"],
-                         "tau": st["tau"]} for st in self.stats],
+                         "active_batches": st["active_batches"], "own_labels": self.own_labels(e),
+                         "label_counts": dict(st["counts"]), "tau": st["tau"]} for e, st in enumerate(self.stats)],
             "buffer": {"selector_capacity_samples": self.buffer.capacity, "per_class": self.buffer.per_group,
                        "selector_samples": len(self.buffer),
                        "prune_stretch_capacity_samples": self.stretch_buffer.capacity,

@@ -16,10 +16,8 @@ from clbench import protocol
 from clbench.addon import Addon, AddonConfig, register_addon
 from clbench.augment import crop_flip
 from clbench.buffers import ClassBalancedBuffer, ReservoirBuffer
-from clbench.data import TensorData
-from clbench.scenario import Scenario
 from clbench.strategy import Strategy, StrategyConfig
-from clbench.types import Batch, Experience, Prediction, StepStats
+from clbench.types import Batch, Prediction, StepStats
 from scenarios.task_agnostic import as_task_agnostic
 from synthetic import blob_scenario
 

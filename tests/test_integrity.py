@@ -4,13 +4,11 @@ cache cannot serve stale features, and strategies reach no data root."""
 from __future__ import annotations
 
 import ast
-import dataclasses
 import hashlib
 import importlib
 import linecache
 import sys
 from pathlib import Path
-from typing import Optional
 
 import pytest
 import torch

@@ -182,7 +182,7 @@ def test_shift_detection_sees_the_batch_before_the_update():
 
 def stats(window, smoothed_active, tau, smoothed_all=None):
     return {"window": list(window), "smoothed_all": smoothed_all, "smoothed_active": smoothed_active, "tau": tau,
-            "met": [0, 1], "created_batch": 0, "created_sample": 0, "active_batches": len(window)}
+            "counts": {0: 10, 1: 10}, "created_batch": 0, "created_sample": 0, "active_batches": len(window)}
 
 
 def test_threshold_is_mean_plus_three_std_refreshed_only_while_active_and_the_first_fit_wins():
@@ -216,7 +216,7 @@ def test_the_first_expert_window_is_seeded_with_ln_k_of_its_first_batch():
     s = TAME(config(), scenario.info, LENET, seed=0)
     s.observe(batches_of(scenario, 0, 1)[0])
     assert s.stats[0]["window"][0] == pytest.approx(torch.log(torch.tensor(2.0)).item())
-    assert len(s.stats[0]["window"]) == 2 and s.stats[0]["met"] == [0, 1]
+    assert len(s.stats[0]["window"]) == 2 and s.own_labels(0) == [0, 1]
 
 
 # -- memories, pruning, state ---------------------------------------------------------------------

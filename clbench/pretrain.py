@@ -1,0 +1,77 @@
+"""Supervised pretraining of a backbone on an auxiliary data set, cached on disk.
+
+For methods whose premise is a frozen PRETRAINED trunk (CLR, MULTI-LANE) run offline,
+where no hub weights can be had: the trunk is trained with a temporary linear head on
+auxiliary data the protocol handed over (``clbench.auxdata``, never the stream's own),
+and its weights are cached under a key made of the caller's settings and the
+architecture's tensor layout, so a changed architecture never loads stale weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clbench.backbones import BackboneConfig, create_backbone
+from clbench.data import TensorData
+
+
+def pretrain_backbone(config: BackboneConfig, input_shape: tuple[int, ...], data: TensorData, *, epochs: int,
+                      seed: int, batch_size: int, device: torch.device, cache_dir: Path, file_prefix: str,
+                      key_settings: dict, meta: dict) -> tuple[Path, dict]:
+    """Train ``config``'s backbone (random init, built for ``input_shape``) and a linear
+    head on ``data`` resized to ``input_shape`` (Adam 1e-3, ``batch_size``, 90% of the
+    images; accuracy on the other 10% goes into the facts); cache the trunk's weights.
+
+    ``key_settings`` (plain data) plus the tensor layout key the cache file
+    ``<cache_dir>/<file_prefix>-<key>.pt``. Returns the weights file (loadable as
+    ``backbone.weights``) and facts for the record (``meta`` plus what was measured)."""
+    config = dataclasses.replace(config, weights="none")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = create_backbone(config, tuple(input_shape))
+        head = nn.Linear(backbone.out_features, int(data.y.max()) + 1)
+    layout = [(k, list(v.shape)) for k, v in backbone.trunk.state_dict().items()]  # the architecture as built now
+    key = hashlib.sha1(json.dumps({**key_settings, "layout": layout}, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir / f"{file_prefix}-{key}.pt"
+    meta_path = path.with_suffix(".json")
+    if path.is_file() and meta_path.is_file():
+        return path, {**json.loads(meta_path.read_text()), "cached": True}
+
+    x, y = data.x.float(), data.y.long()
+    x = F.interpolate(x, size=tuple(input_shape[1:]), mode="bilinear", align_corners=False).clamp(0, 1)
+    x = x.expand(-1, input_shape[0], -1, -1).contiguous()
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(y), generator=g)
+    n_held = len(y) // 10
+    held, train = perm[:n_held], perm[n_held:]
+
+    model = nn.Sequential(backbone, head).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(epochs):
+        order = train[torch.randperm(len(train), generator=g)]
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x[idx].to(device)), y[idx].to(device)).backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        held_acc = float((model(x[held].to(device)).argmax(1).cpu() == y[held]).float().mean())
+    facts: dict[str, Any] = {**meta, "train_images": len(train), "held_out_images": n_held,
+                             "held_out_accuracy": held_acc, "epochs": epochs, "seed": seed,
+                             "optimizer": f"Adam 1e-3, batch {batch_size}", "settings_key": key}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({k: v.cpu() for k, v in backbone.trunk.state_dict().items()}, tmp)
+    os.replace(tmp, path)
+    meta_path.write_text(json.dumps(facts, indent=1))
+    return path, {**facts, "cached": False}
