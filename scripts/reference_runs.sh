@@ -18,27 +18,36 @@ RESULTS=${RESULTS:-results/reference}
 CLBENCH=${CLBENCH:-clbench}
 SEEDS=${SEEDS:-0,1,2}
 JOBS=${JOBS:-2}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1} RESULTS CLBENCH SEEDS
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 EXPERIMENTS=clbench/conf/experiment/reference
 
 names=()
 for file in "$EXPERIMENTS"/*.yaml; do
   name=$(basename "$file" .yaml)
   if [ -n "${ONLY:-}" ] && ! grep -qE -- "${ONLY}" <<<"$name"; then continue; fi
-  # fresh records for what is rerun (older ones would only show up as superseded)
-  scenario=$(sed -n 's|^  - override /scenario: ||p' "$file")
-  strategy=$(sed -n 's|^  - override /strategy: ||p' "$file")
-  addon=$(sed -n 's|^  - override /addon: ||p' "$file")
-  rm -f "$RESULTS/runs/$scenario/$strategy${addon:++$addon}/"*.json
   names+=("$name")
 done
+if [ -z "${ONLY:-}" ]; then
+  rm -rf "$RESULTS/runs"  # a full regeneration starts from nothing
+else  # several experiments share a record folder (e.g. two configs of naive on one scenario)
+  echo "ONLY=$ONLY: older records of these experiments stay in $RESULTS/runs (the leaderboard marks them" \
+       "superseded); delete them first for a clean table" >&2
+fi
 
 run_one() {  # one experiment, all seeds, as a Hydra sweep over the seed
   echo "== $1, seeds $SEEDS" >&2
   "$CLBENCH" run -m "experiment=reference/$1" "seed=$SEEDS" "results_dir=$RESULTS" "hydra.sweep.dir=$RESULTS/sweeps/$1" "${@:2}" >/dev/null
 }
-export -f run_one
-printf '%s\n' "${names[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {} "$@"
+running=0
+for name in "${names[@]}"; do  # JOBS experiments at a time
+  run_one "$name" "$@" &
+  running=$((running + 1))
+  if [ "$running" -ge "$JOBS" ]; then
+    wait -n
+    running=$((running - 1))
+  fi
+done
+wait
 rm -rf "$RESULTS/sweeps"  # Hydra's per-job folders; the records are what counts
 
 "$CLBENCH" leaderboard "$RESULTS" --format md --out "$RESULTS/LEADERBOARD.md"

@@ -320,14 +320,16 @@ def _rank(rows: list[Row], column: Column) -> None:
 
 def _labels(groups: Sequence[Group]) -> dict[str, str]:
     """Strategy name, plus the settings that tell its row apart: config keys that vary
-    among configs of the same strategy, and non-strategy keys that vary across the table."""
+    among configs of the same strategy, and scenario/harness keys that vary across the table."""
     flat = {g.config_id: flatten(g.config) for g in groups}
     everything = sorted({k for f in flat.values() for k in f})
 
     def varying(ids: list[str], prefix_ok) -> list[str]:
         return [k for k in everything if prefix_ok(k) and len({flat[i].get(k) for i in ids}) > 1]
 
-    table_wide = varying([g.config_id for g in groups], lambda k: not k.startswith("strategy."))
+    # the method's own settings, its add-on (already in the row name) and its backbone (a
+    # method's own choice) only label rows that share the strategy name
+    table_wide = varying([g.config_id for g in groups], lambda k: not k.startswith(("strategy.", "addon.", "backbone.")))
     labels = {}
     for g in groups:
         same = [h.config_id for h in groups if h.strategy == g.strategy]
