@@ -337,7 +337,7 @@ def test_bad_records_are_skipped_with_reasons(results, capsys):
     assert "not valid JSON" in reasons["corrupt"] and "JSON object" in reasons["list"]
     assert "status 'running'" in reasons["partial"] and "CUDA out of memory" in reasons["failed"]
     assert "schema version 99" in reasons["future"] and "matrix" in reasons["nomatrix"]
-    assert "(T+1) x T" in reasons["ragged"] and "params" in reasons["typed"]
+    assert "(steps+1) x T" in reasons["ragged"] and "params" in reasons["typed"]
     er_row = next(ln for ln in md.splitlines() if ln.startswith("| ") and " er " in ln)
     assert er_row.split("|")[4].strip() == "2"  # the good er seeds only
 

@@ -184,7 +184,7 @@ class Row:
 
     def mean_forgetting(self) -> list[list[Optional[float]]]:
         """Element-wise mean over seeds of each run's forgetting matrix (PROTOCOL.md)."""
-        return _mean_lists([metrics.forgetting_matrix(r.matrix) for r in self.records])
+        return _mean_lists([_forgetting(r) for r in self.records])
 
     def union_curve(self) -> tuple[list[float], list[float]]:
         """Mean and std (ddof = 1, 0 for one seed) over seeds of the accuracy on all seen test sets, per step."""
@@ -316,6 +316,15 @@ def _rank(rows: list[Row], column: Column) -> None:
     rows.sort(key=key)
     for i, row in enumerate(rows, 1):
         row.rank = i
+
+
+def _forgetting(record) -> list[list[Optional[float]]]:
+    """A run's forgetting matrix; over its schedule where the stream revisits experiences."""
+    schedule = record.scenario.get("schedule")
+    if isinstance(schedule, list) and len(schedule) + 1 != len(record.matrix[0]) + 1:
+        first = [schedule.index(j) + 1 for j in range(len(record.matrix[0]))]
+        return metrics.forgetting_matrix_schedule(record.matrix, first)
+    return metrics.forgetting_matrix(record.matrix)
 
 
 def _labels(groups: Sequence[Group]) -> dict[str, str]:

@@ -88,7 +88,7 @@ def load_records(results_dir: Union[str, Path]) -> tuple[list[Loaded], list[Skip
 
 def check_usable(record: RunRecord) -> str:
     """Why a schema-valid record cannot enter a leaderboard ('' when it can): not
-    complete, a matrix that is not (T+1) x T, or a field of the wrong type anywhere the
+    complete, a matrix that is not (steps+1) x T, or a field of the wrong type anywhere the
     leaderboard reads (:func:`type_problems`)."""
     if record.status != "complete":
         T = record.scenario.get("num_experiences", "?")
@@ -101,8 +101,10 @@ def check_usable(record: RunRecord) -> str:
         return "fields of the wrong type: " + "; ".join(wrong)
     matrix = record.matrix
     T = len(matrix[0]) if matrix and isinstance(matrix[0], list) else 0
-    if T == 0 or len(matrix) != T + 1 or any(not isinstance(r, list) or len(r) != T for r in matrix):
-        return "accuracy matrix is not (T+1) x T"
+    schedule = record.scenario.get("schedule") if isinstance(record.scenario, dict) else None
+    steps = len(schedule) if isinstance(schedule, list) and schedule else T  # a recurring stream: a row per step
+    if T == 0 or len(matrix) != steps + 1 or any(not isinstance(r, list) or len(r) != T for r in matrix):
+        return "accuracy matrix is not (steps+1) x T"
     nonfinite = [p for p in (record.nonfinite or []) if isinstance(p, str) and p.startswith(("matrix", "metrics.ACC"))]
     if nonfinite:
         return f"non-finite values (saved as null) at {', '.join(nonfinite[:5])}"
