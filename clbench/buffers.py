@@ -133,11 +133,13 @@ class ReservoirBuffer:
 
 
 class ClassBalancedBuffer:
-    """A class-balanced memory with random priorities (TAME's selector buffer, as in
-    Rainbow Memory / CLIB's "random priority" variant): while there is room every
-    sample is kept; when full, a new sample replaces the LOWEST-priority sample of the
-    currently LARGEST class, if its own random priority is higher or its class is
-    smaller than that class. Every class keeps about capacity / classes seen."""
+    """A class-balanced memory with random priorities (the "random priority" variant of
+    Rainbow Memory / CLIB): while there is room every sample is kept; when full, a new
+    sample replaces the LOWEST-priority sample of the currently LARGEST class, if its own
+    random priority is higher or its class is smaller than that class. Every class keeps
+    about capacity / classes seen so far, and a sample offered twice is stored twice.
+    (TAME's official buffer differs: a fixed capacity // num_classes per class, each
+    sample once; ``strategies/tame.py`` keeps its own.)"""
 
     def __init__(self, capacity: int, generator: torch.Generator) -> None:
         if capacity < 0:
