@@ -276,7 +276,6 @@ class Session:
                         self.addon.end_experience()
                 if step == len(steps):
                     self._end_stream()
-            self.monitor.check_step_count(step)
             self.evaluate_row(step)
             self.end_row(step)
 
@@ -293,7 +292,8 @@ class Session:
         with self.progress.phase("stream", total=total) as advance:
             for start in range(0, total, bs):
                 src, idx = source[start:start + bs], rows[start:start + bs]
-                sets = [self.encoded("train", e, self.train_sets[e]) if e in set(src.tolist()) else self.train_sets[e]
+                present = set(src.tolist())
+                sets = [self.encoded("train", e, self.train_sets[e]) if e in present else self.train_sets[e]
                         for e in range(len(self.train_sets))]
                 self.monitor.sources = src
                 batch = make_batch(gather(sets, src, idx), None, self.device,
@@ -306,7 +306,6 @@ class Session:
                 while next_row <= len(ends) and ends[next_row - 1] <= done:
                     if next_row == len(ends):
                         self._end_stream()
-                    self.monitor.check_step_count(next_row)
                     self.evaluate_row(next_row)
                     self.end_row(next_row)
                     next_row += 1
@@ -421,7 +420,6 @@ class StepMonitor:
         self.route_counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self._window: list[torch.Tensor] = []
         self._window_start = 1
-        self._steps_at_row: dict[int, int] = {}
 
     def __call__(self, batch: Batch, stats: Any) -> None:
         self.steps += 1
@@ -457,9 +455,6 @@ class StepMonitor:
                                  f"of the run, in {where}; lower the learning rate")
         finite = losses[torch.isfinite(losses)]
         return [[self.steps, float(finite.mean())]] if len(finite) else [[self.steps, None]]
-
-    def check_step_count(self, step: int) -> None:
-        self._steps_at_row[step] = self.steps
 
 
 def evaluation_copy(strategy: Strategy) -> tuple[Strategy, int]:

@@ -279,7 +279,6 @@ def test_preferred_backbone_unless_the_user_names_one(tmp_path, monkeypatch):
         raise SystemExit
 
     monkeypatch.setattr(protocol, "run", fake_run)
-    monkeypatch.setattr(launch.protocol if hasattr(launch, "protocol") else protocol, "run", fake_run)
     from clbench.strategy import STRATEGIES
 
     monkeypatch.setitem(STRATEGIES._items, "naive", type("WantsViTNaive", (STRATEGIES.get("naive"),),
