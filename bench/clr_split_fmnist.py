@@ -27,8 +27,7 @@ def main() -> None:
     from clbench.backbones import BackboneConfig
     from clbench.launch import run_from_config
     from clbench.config import compose
-    from strategies import clr  # noqa: F401  (registers clr, clr_full)
-    from strategies.clr import CLRConfig, default_cache_dir, pretrain_on_digits
+    from strategies.clr import CLRConfig, default_cache_dir, pretrain_on_digits  # registers clr, clr_full
 
     c = CLRConfig()
     weights, meta = pretrain_on_digits(BackboneConfig(), (1, 28, 28), epochs=c.pretrain_epochs, seed=c.pretrain_seed,

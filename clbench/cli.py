@@ -68,18 +68,27 @@ def run_command(args: list[str]) -> int:
     """``clbench run``: one run is composed here, so that bad overrides get a message
     naming the valid choices; flags such as ``-m`` (sweeps) go to Hydra's own entry
     point, so launchers (local, Submitit) work unchanged."""
-    from clbench.validate import check_overrides
+    from clbench.validate import check_composition, check_overrides
 
     # `+experiment=NAME` / `+debug=NAME` (the lightning-hydra-template spelling) select the
     # optional groups that the primary config already lists
     args = [a[1:] if a.startswith(("+experiment=", "+debug=")) else a for a in args]
     problems = check_overrides(args)  # before the plugins (and torch) are imported: a refusal is instant
+    if not problems and not any(a.startswith("-") for a in args):
+        problems = check_composition(args, explain_config_error)  # unknown names/keys, types: from the config index
     if problems:
         return _refuse(problems)
     from clbench.config import store_configs
 
     store_configs()
     if any(a.startswith("-") for a in args):
+        if "-m" in args or "--multirun" in args:
+            from clbench import sweep
+
+            problems = sweep.check_strategy_keys(args)  # before any job starts
+            if problems:
+                return _refuse(problems)
+            args = sweep.with_sweep_dir(args)
         return _hydra_main(args)
     from clbench.config import compose
 
@@ -103,19 +112,26 @@ def _hydra_main(args: list[str]) -> int:
 
     from clbench.config import CONF_DIR
 
+    from clbench import sweep
+
+    codes: list[int] = []
+
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-    def _run(cfg) -> None:
-        code = execute(cfg)
-        if code:
-            sys.exit(code)
+    def _run(cfg) -> int:
+        code = sweep.run_job(cfg)  # a job's failure is reported by the sweep's summary; the others go on
+        codes.append(code)
+        return code
 
     saved = sys.argv
     sys.argv = ["clbench run", *args]
+    sweep.LAST_SWEEP.clear()
     try:
         _run()
     finally:
         sys.argv = saved
-    return 0
+    if sweep.LAST_SWEEP:
+        return sweep.exit_code()
+    return codes[-1] if codes else 0
 
 
 def explain_config_error(err: BaseException, overrides: list[str]) -> str:
@@ -157,8 +173,9 @@ def _valid_keys(parent: str, overrides: list[str]) -> list[str]:
         return ["(could not list)"]
 
 
-def execute(cfg) -> int:
-    """Validate and run one composed config; user errors print one message and return 2."""
+def execute(cfg, on_record=None) -> int:
+    """Validate and run one composed config; user errors print one message and return 2.
+    ``on_record``: called with ``{"path", "status"}`` of the run's record, where there is one."""
     from clbench.errors import user_errors
     from clbench.validate import check_config
 
@@ -175,7 +192,12 @@ def execute(cfg) -> int:
         return 2
     except BaseException as err:
         _print_log_locations(sys.stderr)  # a failed or interrupted run still has its W&B run
+        if on_record is not None and getattr(err, "record_path", None):
+            on_record({"path": str(Path(err.record_path).resolve()),
+                       "status": "interrupted" if type(err).__name__ == "Interrupted" else "failed"})
         return _run_ended(err)
+    if on_record is not None:
+        on_record({"path": str(Path(path).resolve()), "status": record.status})
     from rich.console import Console
 
     from clbench.console import print_record
@@ -217,37 +239,28 @@ def _print_log_locations(stream) -> None:
 
 
 def list_command(args: list[str]) -> int:
-    """Print strategies and scenarios with what each needs and supports."""
+    """Print strategies and scenarios with what each needs and supports (from the config
+    index when it is fresh: no plugin or torch import)."""
     from rich.console import Console
     from rich.table import Table
 
-    from clbench.config import store_configs
-    from clbench.scenario import SCENARIOS
-    from clbench.strategy import STRATEGIES
-    from clbench.types import VISIBILITY_BY_KIND
+    from clbench.config_index import listing
 
-    store_configs()
-    from hydra.core.config_store import ConfigStore
-
-    repo = ConfigStore.instance().repo
+    found = listing()
     console = Console(width=160)
     t = Table(title="strategies")
     for c in ("name", "needs", "supports", "paper recipe"):
         t.add_column(c)
-    for name in STRATEGIES.names():
-        cls = STRATEGIES.get(name)
-        t.add_row(name, ", ".join(sorted(cls.needs)) or "nothing", ", ".join(sorted(cls.kinds)),
-                  "yes" if cls.paper_defaults else "—")
+    for name, s in found["strategies"].items():
+        t.add_row(name, ", ".join(s["needs"]) or "nothing", ", ".join(s["kinds"]), "yes" if s["paper_recipe"] else "—")
     console.print(t)
     t = Table(title="scenarios")
     for c in ("name", "family", "task ids (train/test)", "boundaries", "labels", "default backbone"):
         t.add_column(c)
-    for name in SCENARIOS.names():
-        node = repo["scenario"][f"{name}.yaml"].node
-        vis = VISIBILITY_BY_KIND[node.kind]
-        t.add_row(name, node.kind, f"{'yes' if vis.task_id_train else 'no'}/{'yes' if vis.task_id_test else 'no'}",
-                  "yes" if vis.boundaries else "no", "multi-label" if node.kind == "multilabel" else "single",
-                  node.default_backbone)
+    for name, s in found["scenarios"].items():
+        t.add_row(name, s["kind"], f"{'yes' if s['task_id_train'] else 'no'}/{'yes' if s['task_id_test'] else 'no'}",
+                  "yes" if s["boundaries"] else "no", "multi-label" if s["kind"] == "multilabel" else "single",
+                  s["default_backbone"])
     console.print(t)
     return 0
 

@@ -4,20 +4,26 @@ Groups: ``strategy/<name>`` and ``scenario/<name>`` (stored by their registratio
 ``backbone/<name>`` and ``logger/<name>`` (stored here). Choosing a scenario also
 chooses its default backbone; ``backbone=...`` overrides it. Unknown keys and values
 of the wrong type are refused by OmegaConf when the config is composed.
+
+With a fresh config index (``clbench.config_index``) the options are placeholders until
+Hydra loads one: a run imports only its own strategy's and scenario's modules. This
+module imports neither torch nor a plugin.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from clbench.backbones import BACKBONE_PRESETS, BackboneConfig
 from clbench.loggers import LOGGER_PRESETS, LoggerConfig
 from clbench.registry import load_plugins
 from clbench.settings import RunSettings
+
+if TYPE_CHECKING:  # re-exported lazily (module __getattr__ below): clbench.backbones imports torch
+    from clbench.backbones import BackboneConfig
 
 CONF_DIR = Path(__file__).parent / "conf"
 
@@ -44,21 +50,45 @@ _stored = False
 
 
 def store_configs() -> None:
-    """Put the run config and every registered group option into Hydra's ConfigStore."""
+    """Put the run config and every group option into Hydra's ConfigStore: with a fresh
+    config index, options not imported yet as placeholders that Hydra's lookup imports
+    (one module per option it loads); without one, by importing every plugin."""
     global _stored
     if _stored:
         return
     _stored = True
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    from clbench import config_index
+
+    if config_index.install_placeholders():
+        return
+    store_builtins()
+    load_plugins()  # strategies and scenarios store themselves on import
+
+
+def store_builtins() -> None:
+    """Store the backbone and logger presets and ``addon=none`` (imports torch)."""
+    from clbench.addon import AddonConfig
+    from clbench.backbones import BACKBONE_PRESETS
+
     cs = ConfigStore.instance()
-    cs.store(name="run_schema", node=RunConfig)
     for name, preset in BACKBONE_PRESETS.items():
         cs.store(group="backbone", name=name, node=preset)
     for name, preset in LOGGER_PRESETS.items():
         cs.store(group="logger", name=name, node=preset)
-    from clbench.addon import AddonConfig
-
     cs.store(group="addon", name="none", node=AddonConfig(name="none"))
-    load_plugins()  # strategies and scenarios store themselves on import
+
+
+def builtin_options() -> dict[str, set[str]]:
+    """The options :func:`store_builtins` stores, per group."""
+    from clbench.backbones import BACKBONE_PRESETS
+
+    return {"backbone": set(BACKBONE_PRESETS), "logger": set(LOGGER_PRESETS), "addon": {"none"}}
+
+
+def forget(cfg: DictConfig) -> None:
+    """Drop what :func:`compose` remembers about ``cfg`` (a config composed only to check it)."""
+    _COMPOSED_WITH.pop(id(cfg), None)
 
 
 def compose(overrides: list[str]) -> DictConfig:
@@ -103,6 +133,14 @@ def data_root(cfg: DictConfig) -> Path:
 
 def to_dict(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BackboneConfig":
+        from clbench.backbones import BackboneConfig
+
+        return BackboneConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["RunConfig", "BackboneConfig", "LoggerConfig", "compose", "store_configs", "data_root", "to_dict"]

@@ -99,7 +99,9 @@ def iterate(
         return
     if isinstance(dataset, TensorData):
         n = len(dataset)
-        order = torch.randperm(n, generator=generator) if shuffle else None
+        order = torch.randperm(n, generator=generator) if shuffle else None  # drawn on the CPU generator
+        if order is not None and dataset.x.device != order.device:  # resident data: index on its device
+            order = order.to(dataset.x.device)
         for start in range(0, n, batch_size):
             if order is None:
                 yield tuple(t[start:start + batch_size] for t in dataset.tensors)
@@ -110,6 +112,19 @@ def iterate(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
     for batch in loader:
         yield tuple(batch)
+
+
+def resident(dataset: Dataset, device: torch.device, limit_bytes: int = 1 << 30) -> Dataset:
+    """``dataset`` with its tensors on ``device`` where it is a :class:`TensorData` of at
+    most ``limit_bytes`` and ``device`` is not the CPU (small data sets live on the GPU:
+    batches are indexed there, with no per-step host-to-device copy); otherwise itself.
+    The fingerprint is kept (and not recomputed)."""
+    if device.type == "cpu" or not isinstance(dataset, TensorData) or dataset.x.device == device:
+        return dataset
+    if sum(t.numel() * t.element_size() for t in dataset.tensors) > limit_bytes:
+        return dataset
+    moved = [t.to(device, non_blocking=True) for t in dataset.tensors]
+    return TensorData(moved[0], moved[1], moved[2] if len(moved) > 2 else None, fingerprint=dataset.fingerprint)
 
 
 def concat(datasets: Sequence[Dataset]) -> Dataset:

@@ -113,12 +113,15 @@ def unpack(out: object) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     raise TypeError(f"predict must return a tensor of scores or a clbench.types.Prediction, got {type(out).__name__}")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def score_mixed(predict: Predict, evaluator: Evaluator, scenario: Scenario, step: int, test_sets: list[Dataset], *,
                 device: torch.device, batch_size: int, generator: torch.Generator,
                 on_batch: Optional[Callable[[int], None]] = None) -> Scored:
     """Score every sample of the experiences row ``step`` evaluates, in seeded shuffled
-    batches of ``batch_size`` that mix experiences (module docstring)."""
+    batches of ``batch_size`` that mix experiences (module docstring). Runs under
+    ``torch.inference_mode`` (a forward pass: no autograd bookkeeping, no version
+    counters); ``predict`` must not need gradients (``before_eval`` is where a method
+    trains anything for evaluation)."""
     evaluated = evaluator.evaluated(scenario, step)
     sizes = [len(test_sets[j]) for j in evaluated]
     experience = torch.cat([torch.full((n,), j, dtype=torch.long) for j, n in zip(evaluated, sizes)]) if sizes else \
@@ -138,7 +141,7 @@ def score_mixed(predict: Predict, evaluator: Evaluator, scenario: Scenario, step
         x = tensors[0].to(device, non_blocking=True)
         task = task_ids[experience[at]].to(device) if scenario.visibility.task_id_test else None
         scores, route = unpack(predict(x, task))
-        if bool(torch.isnan(scores).any()) or bool(torch.isposinf(scores).any()):  # -inf: a masked class
+        if bool((torch.isnan(scores) | torch.isposinf(scores)).any()):  # one host sync; -inf: a masked class
             raise NonFiniteError(f"non-finite model outputs (NaN or +inf) when evaluating row {step}")
         value = evaluator.reduce(scores, experience[at], tensors[1], scenario, step)
         if kept is None:

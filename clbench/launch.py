@@ -1,7 +1,8 @@
 """Build and run what a composed config describes (the core of ``clbench run``)."""
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 
 def run_from_config(cfg: Any, *, backbone_given: bool | None = None):
@@ -38,11 +39,43 @@ def run_from_config(cfg: Any, *, backbone_given: bool | None = None):
                              f"valid choices: {sorted(BACKBONE_PRESETS)}")
         backbone = BACKBONE_PRESETS[preferred]
         cfg = OmegaConf.merge(cfg, {"backbone": OmegaConf.structured(backbone)})
+    config = to_dict(cfg)
+    resume = resolve_resume(settings, config)  # before anything is built: a refusal costs nothing
     strategy = strategy_cls(OmegaConf.to_object(cfg.strategy), info, backbone, seed=cfg.seed)
     addon = build_addon(OmegaConf.to_object(cfg.addon), info, seed=cfg.seed) if "addon" in cfg else None
     loggers = build_loggers(cfg.logger, cfg.results_dir)
-    return protocol.run(scenario, strategy, settings=settings, loggers=loggers, config=to_dict(cfg), addon=addon,
-                        data_root=data_root(cfg))
+    return protocol.run(scenario, strategy, settings=settings, loggers=loggers, config=config, addon=addon,
+                        data_root=data_root(cfg), resume=resume)
+
+
+def resolve_resume(settings: Any, config: dict) -> Optional[Path]:
+    """The checkpoint to continue from: ``resume=auto|RUN_ID|PATH`` (clbench.checkpoints.find),
+    or ``auto`` for a job that SLURM requeued (``SLURM_RESTART_COUNT`` > 0: Submitit's
+    preemption and time-limit handling) when ``resume`` is not set; None: a new run."""
+    import os
+    import sys
+
+    from clbench import checkpoints
+
+    wanted = settings.resume
+    if wanted is None and _int(os.environ.get("SLURM_RESTART_COUNT")) > 0:
+        wanted = "auto"
+    if not wanted:
+        return None
+    found = checkpoints.find(str(wanted), settings.results_dir, config)
+    if found is None:
+        print(f"resume={wanted}: no interrupted run of this config under {settings.results_dir}/checkpoints; "
+              "starting a new run", file=sys.stderr)
+    else:
+        print(f"resuming from {found}", file=sys.stderr)
+    return found
+
+
+def _int(text: Optional[str]) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
 
 
 def _backbone_overridden(cfg: Any) -> bool:

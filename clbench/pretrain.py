@@ -8,12 +8,14 @@ architecture's tensor layout, so a changed architecture never loads stale weight
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,39 @@ from torch import nn
 
 from clbench.backbones import BackboneConfig, create_backbone
 from clbench.data import TensorData
+from clbench.progress import PhaseProgress
+
+#: the run's progress while the protocol runs a setup phase (``prepare``); None outside
+_RUN_PROGRESS: list[Any] = []
+
+
+@contextlib.contextmanager
+def run_progress(progress: Any) -> Iterator[None]:
+    """Let setup phases inside this block (DKVB's key init, trunk pretraining) report to
+    the run's :class:`~clbench.progress.PhaseProgress` (the protocol wraps ``prepare``
+    in it; a disabled progress keeps them silent)."""
+    _RUN_PROGRESS.append(progress)
+    try:
+        yield
+    finally:
+        _RUN_PROGRESS.pop()
+
+
+@contextlib.contextmanager
+def setup_progress(description: str, total: Optional[float], unit: str = "steps"
+                   ) -> Iterator[Optional[Callable[[float], None]]]:
+    """A phase of a setup loop with a count and an ETA: the run's progress where the
+    protocol set one (:func:`run_progress`), otherwise lines on stderr (one every 10 s
+    and one at the end), so that no setup phase runs silently for minutes. Yields
+    ``advance(n)`` or None (disabled)."""
+    if _RUN_PROGRESS:
+        progress = _RUN_PROGRESS[-1]
+        with progress.phase(description, total=total, unit=unit) as advance:
+            yield advance
+        return
+    with PhaseProgress(True, mode="lines", interval=10.0, stream=sys.stderr) as progress:
+        with progress.phase(description, total=total, unit=unit) as advance:
+            yield advance
 
 
 def pretrain_backbone(config: BackboneConfig, input_shape: tuple[int, ...], data: TensorData, *, epochs: int,
@@ -56,16 +91,25 @@ def pretrain_backbone(config: BackboneConfig, input_shape: tuple[int, ...], data
     model = nn.Sequential(backbone, head).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
-    for _ in range(epochs):
-        order = train[torch.randperm(len(train), generator=g)]
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x[idx].to(device)), y[idx].to(device)).backward()
-            opt.step()
+    if device.type == "cuda":  # small data: resident on the device, indexed there (no per-step copies)
+        x, y = x.to(device), y.to(device)
+    per_epoch = -(-len(train) // batch_size)
+    with setup_progress(f"pretrain {file_prefix}", epochs * per_epoch) as advance:
+        for epoch in range(epochs):
+            order = train[torch.randperm(len(train), generator=g)]
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size].to(x.device)
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x[idx]), y[idx]).backward()
+                opt.step()
+                if advance is not None:
+                    advance(1)
+            if advance is not None:
+                advance.set_postfix(f"epoch {epoch + 1}/{epochs}")
     model.eval()
     with torch.no_grad():
-        held_acc = float((model(x[held].to(device)).argmax(1).cpu() == y[held]).float().mean())
+        held = held.to(x.device)
+        held_acc = float((model(x[held]).argmax(1) == y[held]).float().mean())
     facts: dict[str, Any] = {**meta, "train_images": len(train), "held_out_images": n_held,
                              "held_out_accuracy": held_acc, "epochs": epochs, "seed": seed,
                              "optimizer": f"Adam 1e-3, batch {batch_size}", "settings_key": key}

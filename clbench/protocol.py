@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from clbench import metrics, records
+from clbench import checkpoints, metrics, records
 from clbench.addon import Addon
 from clbench.augment import get_augmentation
 from clbench.auxdata import load_aux
@@ -34,6 +34,7 @@ from clbench.data import gather, split_validation
 from clbench.evaluation import EVALUATORS, NonFiniteError, RowResult, routing_accuracy, score_mixed
 from clbench.features import encode
 from clbench.phases import PhaseClock, is_training_phase
+from clbench.pretrain import run_progress
 from clbench.progress import PhaseProgress
 from clbench.records import RunRecord
 from clbench.scenario import Scenario
@@ -105,9 +106,12 @@ def run(
     run_id: Optional[str] = None,
     addon: Optional[Addon] = None,
     data_root: Optional[Path] = None,
+    resume: Optional[Path] = None,
 ) -> tuple[RunRecord, Path]:
     """Train ``strategy`` (with ``addon``, if any) on ``scenario`` under the protocol;
-    return the record and its path. ``data_root``: where auxiliary data sets are read."""
+    return the record and its path. ``data_root``: where auxiliary data sets are read.
+    ``resume``: a checkpoint of this run (``clbench.checkpoints``) to continue from; the
+    strategy and scenario must be built exactly as for the original run."""
     check_compatible(type(strategy), scenario.kind, scenario.name)
     if addon is not None:
         check_addon_compatible(addon, scenario)
@@ -116,27 +120,50 @@ def run(
     device = resolve_device(settings.device)
     records.check_writable(settings.results_dir)  # before any work: a result that cannot be saved is lost
     strategy.to(device)
-    record = _new_record(scenario, strategy, settings, config or {}, run_id, device, addon)
+    payload = None
+    if resume is not None:
+        if not _resumable(strategy, addon):
+            raise checkpoints.ResumeError(f"strategy {record_name(strategy, addon)!r} cannot be resumed: "
+                                          "its trainer keeps state outside its state_dict; start a new run")
+        payload = checkpoints.load(resume)
+        record = _resumed_record(payload, config or {}, resume)
+    else:
+        record = _new_record(scenario, strategy, settings, config or {}, run_id, device, addon)
     path = records.record_path(settings.results_dir, record)
+    ckpt_dir = checkpoints.checkpoint_dir(settings.results_dir, record.run_id)
+    if payload is not None:
+        checkpoints.claim(ckpt_dir)
     for lg in loggers:
         _safely(lg, "start", record)
-    previous = _install_sigterm()
+    guard = SignalGuard()
+    guard.install()
     session = None
     try:
         with PhaseProgress(settings.progress) as progress, PhaseClock(settings.count_flops, device) as clock:
             session = Session(scenario, strategy, settings, device, clock, progress, record, loggers, addon)
-            session.run(data_root)
+            session.guard = guard
+            session.checkpoints = ckpt_dir if _resumable(strategy, addon) else None
+            session.run(data_root, resume=payload)
     except BaseException as err:
         record.status = "interrupted" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "failed"
         record.error = f"{type(err).__name__}: {err}"
         if session is not None:
             session.flush_curve(check=False)
         _save_quietly(record, settings.results_dir)
+        try:
+            err.record_path = path  # type: ignore[attr-defined]  (the CLI names it)
+        except AttributeError:
+            pass
         for lg in loggers:
             _safely(lg, "finish", record)
+        if isinstance(err, Interrupted):
+            guard.restore()
+            guard.chain()  # e.g. Submitit's handler of its preemption signal: requeue the job
         raise
     finally:
-        _restore_sigterm(previous)
+        guard.restore()
+        if payload is not None:
+            checkpoints.release(ckpt_dir)
 
     record.status = "complete"
     record.params["backbone"] = _backbone_params(strategy)
@@ -148,7 +175,33 @@ def run(
         if where:
             record.environment.setdefault("logs", {})[type(lg).__name__] = where
     records.save(record, settings.results_dir)
+    if not settings.keep_checkpoints:
+        checkpoints.remove(ckpt_dir)
     return record, path
+
+
+def record_name(strategy: Strategy, addon: Optional[Addon] = None) -> str:
+    name = getattr(strategy, "name", type(strategy).__name__)
+    return f"{name}+{addon.name}" if addon is not None else name
+
+
+def _resumable(strategy: Strategy, addon: Optional[Addon]) -> bool:
+    return bool(getattr(strategy, "resumable", True)) and (addon is None or bool(getattr(addon, "resumable", True)))
+
+
+def _resumed_record(payload: dict, config: dict, source: Path) -> RunRecord:
+    """The record saved with a checkpoint, made the live record of this process again."""
+    import json
+    import os
+    import socket
+
+    record = RunRecord.from_dict(json.loads(payload["record"]), str(source))
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    record.extra.setdefault("resumed", []).append({"at": now, "from_step": int(payload["step"]),
+                                                   "checkpoint": str(source)})
+    record.config = config  # execution-only keys (resume, results_dir, ...) may differ; nothing else does
+    record.status, record.error, record.pid, record.host = "running", None, os.getpid(), socket.gethostname()
+    return record
 
 
 def check_addon_compatible(addon: Addon, scenario: Scenario) -> None:
@@ -175,17 +228,21 @@ class Session:
         self.encoder: Optional[nn.Module] = None
         self._encoded: dict[tuple[str, int], Any] = {}
         self.monitor = StepMonitor(self, settings.log_every)
-        self.row_index = 0
+        self.guard: Optional[SignalGuard] = None
+        self.checkpoints: Optional[Path] = None  # where experience checkpoints go (None: not resumable)
+        self.stream_state: Optional[dict] = None  # task-agnostic: the planned stream and the position in it
 
     # -- the run ---------------------------------------------------------------
-    def run(self, data_root: Optional[Path]) -> None:
+    def run(self, data_root: Optional[Path], resume: Optional[dict] = None) -> None:
+        """The whole run; ``resume``: a checkpoint's payload to continue from (after the
+        same preparation as the original run, its saved state replaces the live one)."""
         s, sc, rec = self.strategy, self.scenario, self.record
         aux, facts = load_aux(s.aux_requests(), data_root=data_root, input_shape=sc.input_shape,
                               stream_dataset=sc.dataset)
         rec.strategy["aux_data"] = facts
         self.print_plan()
-        with self.clock.phase("prepare", sync=True), self.progress.phase("prepare"):
-            s.prepare(aux)
+        with self.clock.phase("prepare", sync=True), self.progress.phase("prepare"), run_progress(self.progress):
+            s.prepare(aux)  # setup loops inside (key init, pretraining) report to the run's progress
         if self.addon is not None:
             self.addon.attach(s)
         self.encoder = s.frozen_encoder()
@@ -193,16 +250,20 @@ class Session:
             self.encoder.to(self.device)
         self.train_sets, self.val_sets = self._splits()
         self.test_sets = [e.test for e in sc.experiences]
-        rec.params = {"initial": count_parameters(s), "after": [], "added": []}
-        rec.timing.update(train_s=[], eval_s=[], flops=[], phases=[])
-        rec.extra.update(rows=[], aux=[], routing=[], loss_curve=[])
-        self.evaluate_row(0)
-        self.end_row(0)
+        if resume is None:
+            rec.params = {"initial": count_parameters(s), "after": [], "added": []}
+            rec.timing.update(train_s=[], eval_s=[], flops=[], phases=[])
+            rec.extra.update(rows=[], aux=[], routing=[], loss_curve=[])
+            self.evaluate_row(0)
+            self.end_row(0)
+            first = 1
+        else:
+            first = self.restore(resume) + 1
         _STEP_LISTENERS[s] = self.monitor
         _PHASE_CLOCKS[s] = self.clock
         try:
             if sc.visibility.boundaries:
-                self._run_experiences()
+                self._run_experiences(first)
             else:
                 self._run_stream()
         finally:
@@ -256,10 +317,12 @@ class Session:
                                             batch_size=self.settings.eval_batch_size)
         return self._encoded[key]
 
-    def _run_experiences(self) -> None:
+    def _run_experiences(self, first: int = 1) -> None:
         s, sc = self.strategy, self.scenario
         vis, steps = sc.visibility, sc.steps
         for step, e in enumerate(steps, start=1):
+            if step < first:  # done before the run was resumed
+                continue
             exp = sc.experiences[e]
             train = self.encoded("train", e, self.train_sets[e])
             validation = self.encoded("validation", e, self.val_sets[e])
@@ -282,15 +345,20 @@ class Session:
     def _run_stream(self) -> None:
         """One continuous sequence of batches; rows at the hidden true boundaries."""
         s, sc, bs = self.strategy, self.scenario, self.strategy.config.batch_size
-        sizes = [len(d) for d in self.train_sets]
-        plan = sc.stream_plan(sizes, self.generator)
-        source = torch.cat([p[0] for p in plan])
-        rows = torch.cat([p[1] for p in plan])
-        ends = torch.cumsum(torch.tensor([len(p[0]) for p in plan]), 0).tolist()
-        total, next_row, done = len(source), 1, 0
+        if self.stream_state is None:
+            sizes = [len(d) for d in self.train_sets]
+            plan = sc.stream_plan(sizes, self.generator)
+            self.stream_state = {"source": torch.cat([p[0] for p in plan]), "rows": torch.cat([p[1] for p in plan]),
+                                 "ends": torch.cumsum(torch.tensor([len(p[0]) for p in plan]), 0).tolist(),
+                                 "position": 0, "next_row": 1}
+        state = self.stream_state
+        source, rows, ends = state["source"], state["rows"], state["ends"]
+        total, next_row, done = len(source), state["next_row"], state["position"]
         s.train()
         with self.progress.phase("stream", total=total) as advance:
-            for start in range(0, total, bs):
+            if advance is not None and done:
+                advance(done)
+            for start in range(done, total, bs):
                 src, idx = source[start:start + bs], rows[start:start + bs]
                 present = set(src.tolist())
                 sets = [self.encoded("train", e, self.train_sets[e]) if e in present else self.train_sets[e]
@@ -306,6 +374,7 @@ class Session:
                 while next_row <= len(ends) and ends[next_row - 1] <= done:
                     if next_row == len(ends):
                         self._end_stream()
+                    state.update(position=done, next_row=next_row + 1)  # where a resume continues
                     self.evaluate_row(next_row)
                     self.end_row(next_row)
                     next_row += 1
@@ -382,9 +451,65 @@ class Session:
         self.flush_curve()
         _update_metrics(rec, sc, self.evaluator)
         rec.compute["peak_memory_bytes"] = _peak_memory(self.device)
-        records.save(rec, self.settings.results_dir)
+        with self.critical():  # a signal now waits until the record and checkpoint are whole
+            records.save(rec, self.settings.results_dir)
+            if step < len(sc.steps):
+                self.save_checkpoint(step)
         for lg in self.loggers:
             _safely(lg, "log_row", step, rec.matrix[-1], rec)
+
+    # -- checkpoints -----------------------------------------------------------------
+    def critical(self) -> Any:
+        import contextlib
+
+        return self.guard.critical() if self.guard is not None else contextlib.nullcontext()
+
+    def save_checkpoint(self, step: int) -> None:
+        """Everything the rest of the run depends on, after row ``step`` (clbench.checkpoints)."""
+        if self.checkpoints is None:
+            return
+        import json
+        import time
+
+        from clbench import checkpoints
+
+        started = time.perf_counter()
+        rec = self.record
+        payload = {
+            "run_id": rec.run_id, "step": step,
+            "record": json.dumps(records.record_data(rec)),
+            "strategy": self.strategy.state_dict(),
+            "addon": self.addon.state_dict() if self.addon is not None else None,
+            "session": {"generator": self.generator.get_state(), "monitor": self.monitor.state(),
+                        "stream": self.stream_state},
+            "rng": checkpoints.rng_state(),
+        }
+        meta = {"run_id": rec.run_id, "record_path": str(records.record_path(self.settings.results_dir, rec)),
+                "config": rec.config, "strategy": rec.strategy.get("name"), "scenario": rec.scenario.get("name"),
+                "seed": rec.seed, "updated": rec.updated}
+        path = checkpoints.save(self.checkpoints, step, payload, meta, keep_all=self.settings.keep_checkpoints)
+        rec.timing.setdefault("checkpoint_s", []).append(round(time.perf_counter() - started, 6))
+        rec.compute["checkpoint_bytes"] = path.stat().st_size
+
+    def restore(self, payload: dict) -> int:
+        """Put the state of a checkpoint back (after preparation); return its step."""
+        import time
+
+        from clbench import checkpoints
+
+        started = time.perf_counter()
+        self.strategy.load_state_dict(payload["strategy"])
+        self.strategy.to(self.device)
+        if self.addon is not None and payload.get("addon") is not None:
+            self.addon.load_state_dict(payload["addon"])
+        session = payload["session"]
+        self.generator.set_state(session["generator"])
+        self.monitor.load_state(session["monitor"])
+        self.stream_state = session.get("stream")
+        checkpoints.set_rng_state(payload["rng"])
+        seconds, _ = self.clock.take()  # preparing again is the resume's cost, not the next row's
+        self.record.extra["resumed"][-1]["setup_s"] = round(sum(seconds.values()) + time.perf_counter() - started, 6)
+        return int(payload["step"])
 
     def flush_curve(self, check: bool = True) -> None:
         points = self.monitor.flush(check=check)
@@ -420,6 +545,17 @@ class StepMonitor:
         self.route_counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self._window: list[torch.Tensor] = []
         self._window_start = 1
+
+    def state(self) -> dict:
+        """Plain data for a checkpoint (taken after a row, when the loss window is empty)."""
+        return {"steps": self.steps, "window_start": self._window_start,
+                "routes": [[e, r, n] for e, counts in self.route_counts.items() for r, n in counts.items()]}
+
+    def load_state(self, state: dict) -> None:
+        self.steps, self._window_start, self._window = int(state["steps"]), int(state["window_start"]), []
+        self.route_counts.clear()
+        for e, r, n in state["routes"]:
+            self.route_counts[int(e)][int(r)] = int(n)
 
     def __call__(self, batch: Batch, stats: Any) -> None:
         self.steps += 1
@@ -525,23 +661,67 @@ def _plain_numbers(values: Any) -> dict:
     return out
 
 
-def _install_sigterm() -> Any:
-    """SIGTERM ends the run as ``interrupted`` (rows kept); main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
+class SignalGuard:
+    """SIGTERM (a time limit), SIGUSR1 and SIGUSR2 (Submitit's preemption signals) end the
+    run as ``interrupted``, with the rows done so far and the checkpoint of the last
+    finished experience. A signal that arrives while the record or a checkpoint is being
+    written waits until the write is whole. Main thread only (elsewhere: does nothing)."""
 
-    def handler(signum, frame):  # noqa: ARG001
-        raise Interrupted(f"signal {signum} (SIGTERM)")
+    NAMES = ("SIGTERM", "SIGUSR1", "SIGUSR2")
 
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except (ValueError, OSError):  # pragma: no cover
-        return None
+    def __init__(self) -> None:
+        self.previous: dict[int, Any] = {}
+        self.received: Optional[int] = None
+        self._pending: Optional[int] = None
+        self._depth = 0
 
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.NAMES:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                try:
+                    self.previous[sig] = signal.signal(sig, self._handle)
+                except (ValueError, OSError):  # pragma: no cover
+                    pass
 
-def _restore_sigterm(previous: Any) -> None:
-    if previous is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, previous)
+    def restore(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in self.previous.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
+        self.previous_restored, self.previous = self.previous, {}
+
+    def chain(self) -> None:
+        """Call the handler that was there before ours for the signal received, if it is a
+        Python function (Submitit's requeue on its preemption signal)."""
+        before = getattr(self, "previous_restored", {}).get(self.received)
+        if self.received is not None and callable(before):
+            before(self.received, None)
+
+    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        self.received = signum
+        if self._depth:
+            self._pending = signum
+            return
+        raise Interrupted(f"signal {signum} ({signal.Signals(signum).name})")
+
+    def critical(self) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def section():
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            if not self._depth and self._pending is not None:
+                signum, self._pending = self._pending, None
+                raise Interrupted(f"signal {signum} ({signal.Signals(signum).name}), after the checkpoint was saved")
+
+        return section()
 
 
 def _save_quietly(record: RunRecord, results_dir: str) -> None:
@@ -665,10 +845,12 @@ def _new_record(scenario: Scenario, strategy: Strategy, settings: RunSettings, c
 def _environment(device: torch.device) -> dict:
     import clbench
 
+    from importlib import metadata
+
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    for mod in ("torchvision", "hydra", "wandb"):
-        try:
-            versions[mod] = __import__(mod).__version__
+    for mod, dist in (("torchvision", "torchvision"), ("hydra", "hydra-core"), ("wandb", "wandb")):
+        try:  # the installed version, without importing the package (torchvision + wandb: 0.4-1.5 s)
+            versions[mod] = metadata.version(dist)
         except Exception:  # noqa: BLE001 - optional
             pass
     return {

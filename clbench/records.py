@@ -350,7 +350,9 @@ def liveness(record: RunRecord) -> Optional[str]:
     except OSError:
         return "unknown"
     started = _process_start(record.pid)
-    created = _parse_time(record.created)
+    resumed = record.extra.get("resumed") if isinstance(record.extra, dict) else None
+    since = resumed[-1].get("at") if isinstance(resumed, list) and resumed and isinstance(resumed[-1], dict) else None
+    created = _parse_time(since or record.created)  # a resumed run's process started at its last resume
     if started is not None and created is not None and started > created.timestamp() + 5:
         return "gone"  # that pid now belongs to a process started after the run: the run's is gone
     return "live"

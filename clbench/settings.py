@@ -7,6 +7,7 @@ Imports nothing heavy, so that a bad value is refused before torch loads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Optional
 
 
 def _harness(default, help: str):
@@ -27,6 +28,10 @@ class RunSettings:
     num_workers: int = _harness(0, "data loader workers for file-backed data sets")
     log_every: int = _harness(50, "optimisation steps per point of the loss curve (and per non-finite check)")
     eval_rows: str = _harness("all", "all | final: evaluate every row, or only rows 0 and T")
+    resume: Optional[str] = _harness(None, "auto | RUN_ID | PATH: continue a killed or interrupted run from its last "
+                                           "experience checkpoint (auto: the newest one of this config; new run if none)")
+    keep_checkpoints: bool = _harness(False, "keep every experience's checkpoint, also after the run completes "
+                                             "(default: only the latest, removed at completion)")
 
 
 def harness_keys() -> list[str]:

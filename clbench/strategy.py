@@ -59,6 +59,9 @@ class Strategy(nn.Module):
     paper_backbone: ClassVar[Optional[str]] = None
     uses_validation: ClassVar[bool] = False
     state_attrs: ClassVar[tuple[str, ...]] = ()
+    #: whether ``state_dict`` holds everything training depends on, so that a run can be
+    #: continued from an experience checkpoint (``resume=``) with an identical result
+    resumable: ClassVar[bool] = True
 
     def __init__(self, config: Any, info: ScenarioInfo, backbone: Any = None, *, seed: int = 0) -> None:
         super().__init__()

@@ -148,12 +148,52 @@ def check_overrides(overrides: Iterable[str]) -> list[str]:
         except Exception:  # noqa: BLE001 - Hydra will report what does not parse
             continue
         for value in values:
-            if key == "results_dir" and isinstance(value, str) and "${" not in value:
+            if key in OPTIONAL_GROUPS and isinstance(value, str):
+                problem = check_optional_group(key, value)
+            elif key == "results_dir" and isinstance(value, str) and "${" not in value:
                 problem = check_results_dir(value)
             else:
                 problem = check_value(key, value, typed=False)
             if problem and problem not in problems:
                 problems.append(problem)
+    return problems
+
+
+#: config groups that the primary config lists as ``optional``: Hydra runs the defaults
+#: without a word when one of their names does not exist, so they are checked here
+OPTIONAL_GROUPS = ("experiment", "debug")
+
+
+def check_optional_group(group: str, name: str) -> Optional[str]:
+    """A message if ``group=name`` names no config file under ``clbench/conf/<group>/``."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "conf" / group
+    if (folder / f"{name}.yaml").is_file():
+        return None
+    choices = sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+    return f"unknown {group} {name!r}; valid choices: {', '.join(choices)}"
+
+
+def check_composition(overrides: list[str], explain: Callable[[BaseException, list[str]], str]) -> list[str]:
+    """Compose the run config from the config index (``clbench.config_index.synthetic``:
+    no plugin, no torch) and return why it is refused: an unknown strategy, scenario,
+    backbone, logger or key, a value of the wrong type (``explain`` turns Hydra's error
+    into the message the full composition would give) or a value out of range. Empty
+    when it composes, or when there is no fresh index (the full composition will tell)."""
+    from clbench import config_index
+
+    if not config_index.is_fresh():
+        return []
+    from clbench.config import compose, forget
+
+    with config_index.synthetic():
+        try:
+            cfg = compose(overrides)
+        except Exception as err:  # noqa: BLE001 - Hydra/OmegaConf composition errors
+            return [explain(err, list(overrides))]
+        problems = check_config(cfg)
+        forget(cfg)
     return problems
 
 

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from clbench.augment import Augmentation
-from clbench.data import iterate
+from clbench.data import iterate, resident
 from clbench.types import Batch
 
 
@@ -38,6 +38,7 @@ class LearnerView:
         self._on_batch = on_batch
         self._num_workers = num_workers
         self._augmentation = augmentation
+        self._resident: dict[int, tuple[Dataset, Dataset]] = {}  # id -> (data set, its copy on the device)
 
     def batches(self, batch_size: int, *, split: str = "train", shuffle: Optional[bool] = None) -> Iterator[Batch]:
         """Batches of ``split`` ("train" or "validation"), shuffled by default for training."""
@@ -55,6 +56,11 @@ class LearnerView:
         augmentation; ``Batch.raw`` keeps the inputs before it."""
         task_id = self.task_id if task_id is None else task_id
         aug = self._augmentation if (shuffle if augment is None else augment) else None
+        if self.device.type != "cpu":  # small tensor data sets: moved to the device once, per view
+            key = id(data)
+            if key not in self._resident:
+                self._resident[key] = (data, resident(data, self.device))
+            data = self._resident[key][1]
         for tensors in iterate(data, batch_size, shuffle=shuffle, generator=self._generator, num_workers=self._num_workers):
             yield make_batch(tensors, task_id, self.device, aug, self._generator)
             if self._on_batch is not None:

@@ -8,16 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import sklearn
-
 from clbench.auxdata import AuxData, register_aux_dataset
 from clbench.data import TensorData
-from scenarios.sources import SINGLE_LABEL, SOURCES, load_source
+from scenarios.sources import SINGLE_LABEL, SOURCES, import_all, load_source
 from scenarios.sources.digits import all_images
 
 
 def sklearn_digits(data_root: Optional[Path], input_shape: tuple[int, ...]) -> AuxData:
     """All 1,797 8x8 digits (both splits of the ``digits`` source: it is the same data set)."""
+    import sklearn
+
     x, y = all_images()
     return AuxData(TensorData(x, y, fingerprint="digits/all"), "digits",
                    f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__}, bundled), 1,797 8x8 images")
@@ -32,5 +32,6 @@ def source_train_split(name: str):
 
 
 register_aux_dataset("sklearn_digits", sklearn_digits)
-for _name in SOURCES.names(SINGLE_LABEL):
+import_all()  # every single-label source is an auxiliary set
+for _name in SOURCES.names(SINGLE_LABEL, load=False):
     register_aux_dataset(_name, source_train_split(_name))

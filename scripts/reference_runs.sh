@@ -10,7 +10,7 @@
 # usage: scripts/reference_runs.sh [extra Hydra overrides for every run]
 #   env: RESULTS (default: results/reference)   CLBENCH (default: clbench)   SEEDS (default: 0,1,2)
 #        ONLY (a regex on experiment names: rerun only those, e.g. ONLY=clr)
-#        JOBS (default: 2: experiments run in parallel, one CPU thread each)
+#        JOBS (default: 2: runs at once, one CPU thread each, on Hydra's joblib launcher)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,21 +34,13 @@ else  # several experiments share a record folder (e.g. two configs of naive on 
        "superseded); delete them first for a clean table" >&2
 fi
 
-run_one() {  # one experiment, all seeds, as a Hydra sweep over the seed
-  echo "== $1, seeds $SEEDS" >&2
-  "$CLBENCH" run -m "experiment=reference/$1" "seed=$SEEDS" "results_dir=$RESULTS" "hydra.sweep.dir=$RESULTS/sweeps/$1" "${@:2}" >/dev/null
-}
-running=0
-for name in "${names[@]}"; do  # JOBS experiments at a time
-  run_one "$name" "$@" &
-  running=$((running + 1))
-  if [ "$running" -ge "$JOBS" ]; then
-    wait -n
-    running=$((running - 1))
-  fi
-done
-wait
-rm -rf "$RESULTS/sweeps"  # Hydra's per-job folders; the records are what counts
+# One Hydra sweep over every (experiment, seed), JOBS at a time on the joblib launcher; each
+# job writes its record into $RESULTS/runs (results_dir= given). The sweep prints its summary.
+experiments=$(printf 'reference/%s,' "${names[@]}")
+echo "== ${#names[@]} experiments x seeds $SEEDS, $JOBS at a time" >&2
+"$CLBENCH" run -m hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS" "experiment=${experiments%,}" "seed=$SEEDS" \
+  "results_dir=$RESULTS" "hydra.sweep.dir=$RESULTS/sweeps/reference" "$@" | sed -n '/^sweep: /,/^records: /p'
+rm -rf "$RESULTS/sweeps" "$RESULTS/checkpoints"  # Hydra's per-job folders; the records are what counts
 
 "$CLBENCH" leaderboard "$RESULTS" --format md --out "$RESULTS/LEADERBOARD.md"
 echo "wrote $RESULTS/LEADERBOARD.md (HTML: $CLBENCH leaderboard $RESULTS --format html --out leaderboard.html)" >&2

@@ -161,6 +161,7 @@ class AvalancheBaseline(Strategy):
     kinds = frozenset({CLASS_INCREMENTAL, TASK_INCREMENTAL})
     needs = frozenset({"boundaries"})
     paper_defaults = True
+    resumable = False  # Avalanche's template and plugins keep state (e.g. EWC's importances) outside state_dict
 
     def __init__(self, config: AvalancheBaselineConfig, info, backbone=None, **kwargs) -> None:
         super().__init__(config, info, backbone, **kwargs)

@@ -21,6 +21,7 @@ from torch import nn
 from clbench.data import TensorData, iterate
 from clbench.features import Flatten, build_frozen_encoder, cache_dir, encode, output_dim
 from clbench.auxdata import AuxData
+from clbench.pretrain import setup_progress
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Batch, StepStats
 
@@ -195,29 +196,33 @@ class DKVB(Strategy):
         key_sums, counts = keys.clone(), torch.zeros(C, P, device=dev)
         threshold = c.dead_key_factor * c.batch_size / P
         books = torch.arange(C, device=dev).view(C, 1) * P
-        data = TensorData(z, torch.zeros(len(z), dtype=torch.long))
+        # resident on the keys' device (no per-step copies); named, so it is never hashed
+        data = TensorData(z.to(dev), torch.zeros(len(z), dtype=torch.long, device=dev), fingerprint="key-init")
         per_epoch = -(-len(z) // c.batch_size)
         budget = c.key_init_steps if c.key_init_steps is not None else c.key_init_epochs * per_epoch
         steps = 0
-        while steps < budget:
-            for zb, _y in iterate(data, c.batch_size, shuffle=True, generator=self.generator):
-                if steps >= budget:
-                    break
-                steps += 1
-                h = self.heads(zb.to(dev))  # (C, B, dk)
-                flat = (books + self.nearest(h, keys, 1)[..., 0]).flatten()  # (C*B,)
-                n = torch.bincount(flat, minlength=C * P).view(C, P).float()
-                sums = torch.zeros(C * P, c.key_dim, device=dev).index_add_(0, flat, h.reshape(-1, c.key_dim))
-                counts.mul_(c.ema_decay).add_(n, alpha=1 - c.ema_decay)
-                key_sums.mul_(c.ema_decay).add_(sums.view(C, P, -1), alpha=1 - c.ema_decay)
-                total = counts.sum(-1, keepdim=True)
-                smoothed = (counts + c.ema_eps) / (total + P * c.ema_eps) * total
-                keys = key_sums / smoothed.unsqueeze(-1)
-                dead = counts < threshold
-                if dead.any():  # restart dead keys at random heads of this batch
-                    pick = torch.randint(h.shape[1], (C, P), generator=self.generator).to(dev)
-                    fresh = torch.gather(h, 1, pick.unsqueeze(-1).expand(-1, -1, c.key_dim))
-                    keys = torch.where(dead.unsqueeze(-1), fresh, keys)
+        with setup_progress("dkvb key init (EMA k-means)", budget) as advance:
+            while steps < budget:
+                for zb, _y in iterate(data, c.batch_size, shuffle=True, generator=self.generator):
+                    if steps >= budget:
+                        break
+                    steps += 1
+                    if advance is not None:
+                        advance(1)
+                    h = self.heads(zb)  # (C, B, dk)
+                    flat = (books + self.nearest(h, keys, 1)[..., 0]).flatten()  # (C*B,)
+                    n = torch.bincount(flat, minlength=C * P).view(C, P).float()
+                    sums = torch.zeros(C * P, c.key_dim, device=dev).index_add_(0, flat, h.reshape(-1, c.key_dim))
+                    counts.mul_(c.ema_decay).add_(n, alpha=1 - c.ema_decay)
+                    key_sums.mul_(c.ema_decay).add_(sums.view(C, P, -1), alpha=1 - c.ema_decay)
+                    total = counts.sum(-1, keepdim=True)
+                    smoothed = (counts + c.ema_eps) / (total + P * c.ema_eps) * total
+                    keys = key_sums / smoothed.unsqueeze(-1)
+                    dead = counts < threshold
+                    if dead.any():  # restart dead keys at random heads of this batch
+                        pick = torch.randint(h.shape[1], (C, P), generator=self.generator).to(dev)
+                        fresh = torch.gather(h, 1, pick.unsqueeze(-1).expand(-1, -1, c.key_dim))
+                        keys = torch.where(dead.unsqueeze(-1), fresh, keys)
         self.keys.copy_(keys)
         self.usage.zero_()
         self._key_init_usage = float((counts > threshold).float().sum(-1).mean())  # live keys per codebook (EMA)

@@ -115,7 +115,7 @@ def _register_lenet5() -> None:
     and std: unnormalised [0, 1] inputs leave LeNet-5 with the sigmoid loss on its ln 2
     plateau for ~65 batches, measured on Fashion-MNIST). A plugin has no core function to
     add a backbone preset yet; this does what one would."""
-    if "lenet5" not in BACKBONES:
+    if not BACKBONES.is_registered("lenet5"):
         BACKBONES.register("lenet5", _lenet5)
     BACKBONE_PRESETS.setdefault("lenet5", BackboneConfig(name="lenet5", normalize="half"))
     from hydra.core.config_store import ConfigStore

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Union
@@ -15,7 +16,7 @@ from clbench.records import RecordError, RunRecord, find, liveness_note, load
 #: what was learned: two runs differing only in these are the same experiment.
 NON_SCIENTIFIC_KEYS = (
     "seed", "device", "results_dir", "data_root", "progress", "eval_batch_size",
-    "count_flops", "num_workers", "logger", "hydra",
+    "count_flops", "num_workers", "logger", "hydra", "resume", "keep_checkpoints",
 )
 #: Nested keys of the same nature (where data come from, not which data).
 NON_SCIENTIFIC_PATHS = ("scenario.download",)
@@ -50,6 +51,9 @@ def record_files(results_dir: Union[str, Path]) -> list[Path]:
     root = Path(results_dir)
     if (root / "runs").is_dir():
         return find(root)
+    swept = sweep_record_files(root)
+    if swept is not None:
+        return swept
     out = []
     for path in sorted(root.rglob("*.json")):
         parts = path.relative_to(root).parts[:-1]
@@ -59,6 +63,24 @@ def record_files(results_dir: Union[str, Path]) -> list[Path]:
     return out
 
 
+def sweep_record_files(sweep_dir: Path) -> "list[Path] | None":
+    """The records a Hydra sweep's jobs wrote (``clbench.sweep``: each job leaves a
+    marker naming its record in its own folder), wherever they went; None if
+    ``sweep_dir`` is not a sweep folder."""
+    markers = sorted(sweep_dir.glob("*/clbench_job.json"))
+    if not markers:
+        return None
+    out = []
+    for marker in markers:
+        try:
+            where = json.loads(marker.read_text()).get("record")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if where and Path(where).is_file():
+            out.append(Path(where))
+    return sorted(set(out))
+
+
 def load_records(results_dir: Union[str, Path]) -> tuple[list[Loaded], list[Skipped]]:
     """Every complete, well-formed record under ``results_dir``; each other file becomes
     a :class:`Skipped` with its reason. Never raises for a bad file."""
@@ -66,7 +88,7 @@ def load_records(results_dir: Union[str, Path]) -> tuple[list[Loaded], list[Skip
     loaded: list[Loaded] = []
     skipped: list[Skipped] = []
     for path in record_files(root):
-        rel = path.relative_to(root).as_posix()
+        rel = Path(os.path.relpath(path, root)).as_posix()
         try:
             record = load(path)
         except RecordError as err:
@@ -230,7 +252,7 @@ def config_key(record: RunRecord) -> dict:
     """The scientific configuration of a run: ``record.config`` (scenario, strategy,
     backbone, val_fraction, ...) minus :data:`NON_SCIENTIFIC_KEYS` (seed, device,
     results_dir, data_root, progress, eval_batch_size, count_flops, num_workers, logger,
-    hydra) and :data:`NON_SCIENTIFIC_PATHS` (scenario.download). Fields outside
+    hydra, resume, keep_checkpoints) and :data:`NON_SCIENTIFIC_PATHS` (scenario.download). Fields outside
     ``record.config`` (run_id, created, environment, timing, status) never enter it.
     A record without a run config (``protocol.run`` called directly) falls back to its
     scenario name and its strategy's config and backbone."""

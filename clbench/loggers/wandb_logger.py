@@ -125,6 +125,7 @@ class WandbLogger:
                     "seed": record.seed, "deviations": record.deviations},
             settings=wandb.Settings(silent=True, console="off"),
             reinit="finish_previous",
+            resume="allow" if record.extra.get("resumed") else None,  # a resumed run continues its W&B run
         )
         # Two step axes: experiences (matrix rows) and optimisation steps (loss curves).
         self.run.define_metric("experience")

@@ -11,6 +11,7 @@ coco2014, mlfmnist). A loader is called ``loader(data_root, *, download, **optio
     SOURCES.register("voc2007", load, kind=MULTI_LABEL, options=("image_size",))
 
 Image-file sources decode lazily through :class:`scenarios.sources.images.ImageFiles`.
+Each source module is imported when its source is first asked for (``SOURCE_MODULES``).
 """
 from __future__ import annotations
 
@@ -103,9 +104,10 @@ class SourceRegistry(Registry[SourceLoader]):
         self._sources[name] = DataSource(name, item, kind, tuple(options))
         return item
 
-    def names(self, kind: Optional[str] = None) -> list[str]:
-        """Registered names (of ``kind`` when given); "_" names (test doubles) are not listed."""
-        names = super().names()
+    def names(self, kind: Optional[str] = None, *, load: bool = True) -> list[str]:
+        """Registered names (of ``kind`` when given); "_" names (test doubles) are not listed.
+        ``load=False``: only those registered already (imports no plugin)."""
+        names = super().names() if load else sorted(n for n in self._items if not n.startswith("_"))
         return names if kind is None else [n for n in names if self._sources[n].kind == kind]
 
     def source(self, name: str, kind: Optional[str] = None) -> DataSource:
@@ -130,4 +132,14 @@ def load_source(name: str, data_root: Optional[Path], *, download: bool = False,
     return SOURCES.source(name, kind).load(data_root, download=download, **options)
 
 
-from scenarios.sources import cifar, coco, digits, fmnist, mlfmnist, voc  # noqa: E402,F401  (registers)
+#: the modules that register sources (``scenarios.plugin_modules`` lists them too); a
+#: source is imported when it is first asked for (see ``clbench.registry``)
+SOURCE_MODULES = ("cifar", "coco", "digits", "fmnist", "mlfmnist", "voc")
+
+
+def import_all() -> None:
+    """Import every source module (each registers its sources)."""
+    import importlib
+
+    for module in SOURCE_MODULES:
+        importlib.import_module(f"{__name__}.{module}")

@@ -22,18 +22,49 @@ import pickle
 from pathlib import Path
 from typing import Any, Optional
 
+from collections.abc import Mapping
+from typing import Iterator
+
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10, CIFAR100
-from torchvision.datasets.utils import calculate_md5
 
 from clbench.data import TensorData
 from clbench.errors import DataMissingError
 from scenarios.sources import SOURCES, LabelledSource
 
 
+class _Variants(Mapping):
+    """``{"cifar10": CIFAR10, "cifar100": CIFAR100}``, importing torchvision (seconds,
+    with torch._dynamo) only when a class is looked up."""
+
+    _names = ("cifar10", "cifar100")
+
+    def __getitem__(self, variant: str) -> type:
+        if variant not in self._names:
+            raise KeyError(variant)
+        from torchvision import datasets
+
+        return {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[variant]
+
+    def __contains__(self, variant: object) -> bool:
+        return variant in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 #: The official torchvision classes, for their file lists, folder names, url and md5s.
-VARIANTS = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+VARIANTS = _Variants()
+
+
+def calculate_md5(path: str) -> str:
+    """torchvision's md5 of a file."""
+    from torchvision.datasets.utils import calculate_md5 as md5
+
+    return md5(path)
 
 #: What a CIFAR python batch may reference: numpy's array and scalar reconstruction
 #: (under numpy 1's and numpy 2's module names) and ``_codecs.encode``, which pickle
@@ -75,7 +106,7 @@ def safe_load(path: Path) -> Any:
         return _CifarUnpickler(f, path).load()
 
 
-def expected_files(official: type[CIFAR10]) -> list[tuple[str, str]]:
+def expected_files(official: type) -> list[tuple[str, str]]:
     """(file name, published md5) of every file the reader opens."""
     return [(n, m) for n, m in official.train_list + official.test_list] + [(official.meta["filename"], official.meta["md5"])]
 
