@@ -85,6 +85,10 @@ def run_command(args: list[str]) -> int:
         if "-m" in args or "--multirun" in args:
             from clbench import sweep
 
+            # `clbench run hydra/launcher=joblib -m strategy=...`: Hydra's parser wants its
+            # overrides in one run, so the flag goes first
+            args = [a for a in args if a in ("-m", "--multirun")][:1] + [a for a in args if a not in ("-m", "--multirun")]
+
             problems = sweep.check_strategy_keys(args)  # before any job starts
             if problems:
                 return _refuse(problems)

@@ -111,3 +111,35 @@ def test_dkvb_key_init_and_trunk_pretraining_show_progress(capsys, tmp_path):
                                     meta={})
     assert path.is_file() and not facts["cached"]
     assert "pretrain t: done in" in capsys.readouterr().err
+
+
+def test_channels_last_is_an_opt_in_that_converts_the_learner_and_keeps_results_close(tmp_path):
+    """``channels_last=true``: the live learner's conv weights in channels_last format
+    (faster oneDNN/cuDNN kernels); the default leaves them contiguous. Results agree to
+    float noise, and the record says which was used."""
+    from clbench import protocol
+    from clbench.backbones import BACKBONE_PRESETS
+    from clbench.strategy import STRATEGIES
+    from synthetic import image_blob_scenario
+
+    seen = {}
+    out = {}
+    for flag in (False, True):
+        sc = image_blob_scenario(side=28, per_class=16, test_per_class=8)
+        strategy = STRATEGIES.get("naive")(STRATEGIES.get("naive").config_class(name="naive", epochs=1, batch_size=16),
+                                           sc.info_for(0.0), BACKBONE_PRESETS["cnn28"], seed=0)
+        original = strategy.observe
+
+        def observe(batch, strategy=strategy, flag=flag):
+            conv = [m for m in strategy.modules() if isinstance(m, torch.nn.Conv2d)][-1]  # (128, 64, 3, 3)
+            seen[flag] = conv.weight.is_contiguous(memory_format=torch.channels_last)
+            return original(batch)
+
+        strategy.observe = observe
+        settings = protocol.RunSettings(results_dir=str(tmp_path / str(flag)), progress=False, device="cpu",
+                                        val_fraction=0.0, channels_last=flag)
+        out[flag], _ = protocol.run(sc, strategy, settings=settings, config={"channels_last": flag})
+    assert seen == {False: False, True: True}
+    a, b = torch.tensor(out[False].matrix), torch.tensor(out[True].matrix)
+    assert torch.allclose(a, b, atol=0.1)  # the same learning up to last-bit differences
+    assert out[True].config["channels_last"] is True
