@@ -150,6 +150,7 @@ def main() -> None:
     sizes = [int(s) for s in args.eval_batch_sizes.split(",")]
     train_rates, eval_rates, copy_s = [], {s: [] for s in sizes}, []
     cl_rates: list[float] = []
+    cl_train: list[float] = []
     copied = 0
     time_training(strategy, train, 64, 256)  # warm-up: allocator, oneDNN primitives
     time_eval(strategy, scenario, sizes[0])
@@ -159,8 +160,12 @@ def main() -> None:
             c, rate, copied = time_eval(strategy, scenario, s)
             eval_rates[s].append(rate)
             copy_s.append(c)
-        if args.channels_last:
-            cl_rates.append(time_eval(strategy, scenario, sizes[0], channels_last=True)[1])
+        if args.channels_last:  # the opt-in: the learner in channels_last, for training and evaluation alike
+            import copy
+
+            cl = copy.deepcopy(strategy).to(memory_format=torch.channels_last)
+            cl_train.append(time_training(cl, train, 64, limit))
+            cl_rates.append(time_eval(cl, scenario, sizes[-1], channels_last=True)[1])
         print(f"repeat {r}: train {train_rates[-1]:,.0f}/s; eval " + ", ".join(
             f"batch {s}: {eval_rates[s][-1]:,.0f}/s" for s in sizes) + (f"; channels_last {cl_rates[-1]:,.0f}/s"
                                                                            if cl_rates else ""), flush=True)
@@ -171,8 +176,10 @@ def main() -> None:
     print(f"naive cnn28, median of {args.repeats} (torch threads {torch.get_num_threads()}): training "
           f"{tr:,.0f} samples/s (batch 64, forward+backward+SGD); evaluation " +
           ", ".join(f"{ev[s]:,.0f} samples/s at batch {s} ({ev[s] / tr:.2f}x)" for s in sizes) +
-          (f"; channels_last copy (opt-in, numerics differ in the last bits) {statistics.median(cl_rates):,.0f}/s "
-           f"({statistics.median(cl_rates) / tr:.2f}x)" if cl_rates else "") + f"; target >= {TARGET_RATIO}x")
+          (f"; opt-in channels_last (numerics differ in the last bits): training {statistics.median(cl_train):,.0f}/s, "
+           f"evaluation {statistics.median(cl_rates):,.0f}/s at batch {sizes[-1]} "
+           f"({statistics.median(cl_rates) / statistics.median(cl_train):.2f}x)" if cl_rates else "")
+          + f"; target >= {TARGET_RATIO}x")
     n_row = sum(len(e.test) for e in scenario.experiences)
     print(f"evaluation copy (snapshot evaluation, issue 11): {1000 * copy_med:.2f} ms per row, {copied / 1e6:.2f} MB "
           f"copied; {100 * copy_med / (copy_med + n_row / ev[sizes[0]]):.1f}% of a {n_row:,}-sample row")
@@ -189,7 +196,13 @@ def main() -> None:
               f"(target < {100 * TARGET_FRACTION:.0f}%)")
     if args.json:
         worst = max(early["fraction"], full["fraction"])
-        rows = [
+        rows = [] if not cl_rates else [
+            {"target": f"evaluation vs training throughput, opt-in channels_last (eval batch {sizes[-1]})",
+             "measured": f"eval {statistics.median(cl_rates):,.0f}/s",
+             "yardstick": f"channels_last training {statistics.median(cl_train):,.0f}/s",
+             "ratio": round(statistics.median(cl_rates) / statistics.median(cl_train), 2), "limit": f">= {TARGET_RATIO}",
+             "met": statistics.median(cl_rates) / statistics.median(cl_train) >= TARGET_RATIO}]
+        rows += [
             {"target": "evaluation throughput vs training (naive cnn28, per sample)",
              "measured": f"eval {ev[sizes[0]]:,.0f}/s (batch {sizes[0]})", "yardstick": f"train {tr:,.0f}/s (batch 64)",
              "ratio": round(ratio, 2), "limit": f">= {TARGET_RATIO}", "met": ratio >= TARGET_RATIO},

@@ -27,7 +27,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "overhead": (["--repeats", "3", "--epochs", "1", "--variants", "channels_last"],
                  ["--repeats", "2", "--train-per-class", "300"]),
     "eval_throughput": (["--repeats", "3", "--eval-batch-sizes", "512,256,128", "--channels-last"],
-                        ["--repeats", "2", "--quick"]),
+                        ["--repeats", "2", "--quick", "--eval-batch-sizes", "512,128", "--channels-last"]),
     "setup_phases": (["--repeats", "3"], ["--repeats", "1", "--quick"]),
     "startup": ([], ["--repeats", "2"]),
     "sweeps": ([], ["--train-per-class", "100", "--epochs", "1", "--skip-submitit"]),  # issue 16

@@ -18,7 +18,6 @@ import json
 import os
 import random
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -68,20 +67,11 @@ def set_rng_state(state: dict) -> None:
 def save(directory: Path, step: int, payload: dict, meta: dict, keep_all: bool = False) -> Path:
     """Write ``payload`` as ``step-<step>.pt`` atomically (temp file, fsync, rename), then
     ``meta.json``; unless ``keep_all``, remove the checkpoints of earlier steps."""
-    from clbench.records import write_json_atomic
+    from clbench.records import atomic_file, write_json_atomic
 
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"step-{step:04d}.pt"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as f:
+        torch.save({"format": FORMAT, **payload}, f)
     write_json_atomic(directory / "meta.json", {**meta, "step": step, "checkpoint": path.name})
     if not keep_all:
         for old in directory.glob("step-*.pt"):
@@ -206,10 +196,10 @@ def claim(directory: Path) -> None:
     path = directory / "claim"
     if claimed_elsewhere(directory):
         raise ResumeError(f"run {directory.name} is being continued by another process ({path.read_text().strip()})")
-    fd, tmp = tempfile.mkstemp(prefix=".claim.", dir=directory)
-    with os.fdopen(fd, "w") as f:
+    from clbench.records import atomic_file
+
+    with atomic_file(path) as f:
         f.write(f"{os.getpid()}@{socket.gethostname()}\n")
-    os.replace(tmp, path)
 
 
 def release(directory: Path) -> None:

@@ -89,7 +89,7 @@ def run_command(args: list[str]) -> int:
             # overrides in one run, so the flag goes first
             args = [a for a in args if a in ("-m", "--multirun")][:1] + [a for a in args if a not in ("-m", "--multirun")]
 
-            problems = sweep.check_strategy_keys(args)  # before any job starts
+            problems = sweep.check_strategy_keys(args) + sweep.check_launcher(args)  # before any job starts
             if problems:
                 return _refuse(problems)
             args = sweep.with_sweep_dir(args)

@@ -11,6 +11,7 @@ at ``running`` by a killed process can be told from a live run (:func:`liveness`
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -20,7 +21,7 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import IO, Any, Iterator, Optional, Union
 
 SCHEMA_VERSION = 1
 #: ``running`` while the run goes on (saved after every experience), then one of the others:
@@ -202,25 +203,33 @@ def _umask() -> int:
     return mask
 
 
-def write_json_atomic(path: Union[str, Path], data: Any) -> Path:
-    """Write JSON to a temp file beside ``path``, fsync, then rename over it. The file
-    gets the permissions a plain ``open`` would (0666 less the umask). On failure the
-    previous file is unchanged and the temp file removed; the error propagates."""
+@contextlib.contextmanager
+def atomic_file(path: Union[str, Path], mode: str = "w") -> Iterator[IO]:
+    """A file object whose content replaces ``path`` only once it is whole: written to a
+    temp file beside it, fsynced, then renamed over it, with the permissions a plain
+    ``open`` would give (0666 less the umask). On failure the previous file is unchanged
+    and the temp file removed; the error propagates."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.write("\n")
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_json_atomic(path: Union[str, Path], data: Any) -> Path:
+    """Write JSON to ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        json.dump(data, f, indent=1, allow_nan=False)
+        f.write("\n")
+    return Path(path)
 
 
 def record_data(record: RunRecord) -> dict:

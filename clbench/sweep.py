@@ -91,6 +91,19 @@ def check_strategy_keys(args: list[str]) -> list[str]:
     return ["\n".join(lines)]
 
 
+def check_launcher(args: list[str]) -> list[str]:
+    """A SLURM launcher where there is no SLURM (no ``sbatch``): refused before launching,
+    instead of Submitit's error from inside Hydra."""
+    import shutil
+
+    launcher = next((a.split("=", 1)[1] for a in args if _is_key(a, "hydra/launcher")), None)
+    if launcher in ("slurm", "submitit_slurm") and shutil.which("sbatch") is None:
+        return [f"hydra/launcher={launcher} submits to SLURM, but this machine has no `sbatch` (not a SLURM login "
+                "node); run the sweep here with hydra/launcher=joblib hydra.launcher.n_jobs=N or "
+                "hydra/launcher=submitit_local"]
+    return []
+
+
 def _is_key(arg: str, key: str) -> bool:
     return arg.split("=", 1)[0].lstrip("+~") == key
 

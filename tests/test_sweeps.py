@@ -126,3 +126,11 @@ def test_the_slurm_launcher_config_composes_and_renders_an_sbatch_script(tmp_pat
         assert line in script, line
     assert f"{tmp_path}/sweep/.submitit" in script
     assert params["array_parallelism"] == 4
+
+
+def test_a_slurm_sweep_where_there_is_no_slurm_is_refused_with_what_works_here(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    assert cli_main(["run", "-m", "hydra/launcher=slurm", "seed=0,1", f"results_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "no `sbatch`" in err and "hydra/launcher=joblib" in err
+    assert not (tmp_path / "sweeps").exists()
