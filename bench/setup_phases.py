@@ -8,7 +8,7 @@
   seconds per pretraining step (cnn28, batch 64, Adam) vs a `naive` training step of
   the same backbone (batch 64, SGD).
 
-Both setup loops show progress (clbench.pretrain.setup_progress): the run's progress
+Both setup loops show progress (clbench.progress.setup_progress): the run's progress
 bar under `clbench run`, else lines on stderr every 10 s.
 
     python bench/setup_phases.py [--repeats 3] [--quick] [--json]

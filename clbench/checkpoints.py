@@ -151,8 +151,9 @@ def _resumable_status(meta: dict) -> Optional[str]:
 
 
 def find(resume: str, results_dir: Union[str, Path], config: dict) -> Optional[Path]:
-    """The checkpoint ``resume`` names: ``auto`` (the newest resumable run of exactly this
-    config under ``results_dir``; None if there is none), a run id, or a path (a
+    """The checkpoint ``resume`` names: ``auto`` (the newest interrupted or killed run of
+    exactly this config under ``results_dir``; None if there is none; a failed run is
+    resumed only by name), a run id, or a path (a
     checkpoint file or a run's checkpoint folder). Raises :class:`ResumeError` naming what
     is wrong: nothing found (with the runs that are there), or a config that differs
     (with the differing keys)."""
@@ -162,7 +163,7 @@ def find(resume: str, results_dir: Union[str, Path], config: dict) -> Optional[P
         for directory in root.glob("*/") if root.is_dir() else []:
             meta = _meta(directory)
             if meta and latest(directory) and not config_diff(meta.get("config", {}), config) \
-                    and _resumable_status(meta) and not claimed_elsewhere(directory):
+                    and _resumable_status(meta) in ("interrupted", "killed") and not claimed_elsewhere(directory):
                 candidates.append((meta.get("updated", ""), directory))
         return latest(max(candidates)[1]) if candidates else None
     path = Path(resume).expanduser()

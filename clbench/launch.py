@@ -40,7 +40,7 @@ def run_from_config(cfg: Any, *, backbone_given: bool | None = None):
         backbone = BACKBONE_PRESETS[preferred]
         cfg = OmegaConf.merge(cfg, {"backbone": OmegaConf.structured(backbone)})
     config = to_dict(cfg)
-    resume = resolve_resume(settings, config)  # before anything is built: a refusal costs nothing
+    resume = resolve_resume(settings, config)  # before the strategy is built and prepared
     strategy = strategy_cls(OmegaConf.to_object(cfg.strategy), info, backbone, seed=cfg.seed)
     addon = build_addon(OmegaConf.to_object(cfg.addon), info, seed=cfg.seed) if "addon" in cfg else None
     loggers = build_loggers(cfg.logger, cfg.results_dir)

@@ -8,14 +8,12 @@ architecture's tensor layout, so a changed architecture never loads stale weight
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,40 +21,7 @@ from torch import nn
 
 from clbench.backbones import BackboneConfig, create_backbone
 from clbench.data import TensorData
-from clbench.progress import PhaseProgress
-
-#: the run's progress while the protocol runs a setup phase (``prepare``); None outside
-_RUN_PROGRESS: list[Any] = []
-
-
-@contextlib.contextmanager
-def run_progress(progress: Any) -> Iterator[None]:
-    """Let setup phases inside this block (DKVB's key init, trunk pretraining) report to
-    the run's :class:`~clbench.progress.PhaseProgress` (the protocol wraps ``prepare``
-    in it; a disabled progress keeps them silent)."""
-    _RUN_PROGRESS.append(progress)
-    try:
-        yield
-    finally:
-        _RUN_PROGRESS.pop()
-
-
-@contextlib.contextmanager
-def setup_progress(description: str, total: Optional[float], unit: str = "steps"
-                   ) -> Iterator[Optional[Callable[[float], None]]]:
-    """A phase of a setup loop with a count and an ETA: the run's progress where the
-    protocol set one (:func:`run_progress`), otherwise lines on stderr (one every 10 s
-    and one at the end), so that no setup phase runs silently for minutes. Yields
-    ``advance(n)`` or None (disabled)."""
-    if _RUN_PROGRESS:
-        progress = _RUN_PROGRESS[-1]
-        with progress.phase(description, total=total, unit=unit) as advance:
-            yield advance
-        return
-    with PhaseProgress(True, mode="lines", interval=10.0, stream=sys.stderr) as progress:
-        with progress.phase(description, total=total, unit=unit) as advance:
-            yield advance
-
+from clbench.progress import setup_progress
 
 def pretrain_backbone(config: BackboneConfig, input_shape: tuple[int, ...], data: TensorData, *, epochs: int,
                       seed: int, batch_size: int, device: torch.device, cache_dir: Path, file_prefix: str,

@@ -18,7 +18,7 @@ import contextlib
 import sys
 import threading
 import time
-from typing import Callable, Iterator, Optional, TextIO
+from typing import Any, Callable, Iterator, Optional, TextIO
 
 
 def _duration(seconds: float) -> str:
@@ -213,3 +213,36 @@ class PhaseProgress:
             out.flush()
         except (OSError, ValueError):  # a closed log: progress never stops a run
             pass
+
+
+#: the run's progress while the protocol runs a setup phase (``prepare``); None outside
+_RUN_PROGRESS: list[Any] = []
+
+
+@contextlib.contextmanager
+def run_progress(progress: Any) -> Iterator[None]:
+    """Let setup phases inside this block (DKVB's key init, trunk pretraining) report to
+    the run's :class:`~clbench.progress.PhaseProgress` (the protocol wraps ``prepare``
+    in it; a disabled progress keeps them silent)."""
+    _RUN_PROGRESS.append(progress)
+    try:
+        yield
+    finally:
+        _RUN_PROGRESS.pop()
+
+
+@contextlib.contextmanager
+def setup_progress(description: str, total: Optional[float], unit: str = "steps"
+                   ) -> Iterator[Optional[Callable[[float], None]]]:
+    """A phase of a setup loop with a count and an ETA: the run's progress where the
+    protocol set one (:func:`run_progress`), otherwise lines on stderr (one every 10 s
+    and one at the end), so that no setup phase runs silently for minutes. Yields
+    ``advance(n)`` or None (disabled)."""
+    if _RUN_PROGRESS:
+        progress = _RUN_PROGRESS[-1]
+        with progress.phase(description, total=total, unit=unit) as advance:
+            yield advance
+        return
+    with PhaseProgress(True, mode="lines", interval=10.0, stream=sys.stderr) as progress:
+        with progress.phase(description, total=total, unit=unit) as advance:
+            yield advance

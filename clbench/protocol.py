@@ -7,13 +7,18 @@ evaluated before any training. After each experience the record is saved (status
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
+import json
+import os
 import platform
 import resource
 import signal
+import socket
 import subprocess
 import threading
+import time
 import uuid
 import warnings
 from collections import defaultdict
@@ -34,8 +39,7 @@ from clbench.data import gather, split_validation
 from clbench.evaluation import EVALUATORS, NonFiniteError, RowResult, routing_accuracy, score_mixed
 from clbench.features import encode
 from clbench.phases import PhaseClock, is_training_phase
-from clbench.pretrain import run_progress
-from clbench.progress import PhaseProgress
+from clbench.progress import PhaseProgress, run_progress
 from clbench.records import RunRecord
 from clbench.scenario import Scenario
 from clbench.settings import RunSettings
@@ -142,9 +146,8 @@ def run(
     session = None
     try:
         with PhaseProgress(settings.progress) as progress, PhaseClock(settings.count_flops, device) as clock:
-            session = Session(scenario, strategy, settings, device, clock, progress, record, loggers, addon)
-            session.guard = guard
-            session.checkpoints = ckpt_dir if _resumable(strategy, addon) else None
+            session = Session(scenario, strategy, settings, device, clock, progress, record, loggers, addon,
+                              guard=guard, checkpoints=ckpt_dir if _resumable(strategy, addon) else None)
             session.run(data_root, resume=payload)
     except BaseException as err:
         record.status = "interrupted" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "failed"
@@ -193,10 +196,6 @@ def _resumable(strategy: Strategy, addon: Optional[Addon]) -> bool:
 
 def _resumed_record(payload: dict, config: dict, source: Path) -> RunRecord:
     """The record saved with a checkpoint, made the live record of this process again."""
-    import json
-    import os
-    import socket
-
     record = RunRecord.from_dict(json.loads(payload["record"]), str(source))
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     record.extra.setdefault("resumed", []).append({"at": now, "from_step": int(payload["step"]),
@@ -221,7 +220,8 @@ class Session:
 
     def __init__(self, scenario: Scenario, strategy: Strategy, settings: RunSettings, device: torch.device,
                  clock: PhaseClock, progress: Any, record: RunRecord, loggers: Sequence[Any] = (),
-                 addon: Optional[Addon] = None) -> None:
+                 addon: Optional[Addon] = None, guard: Optional["SignalGuard"] = None,
+                 checkpoints: Optional[Path] = None) -> None:
         self.scenario, self.strategy, self.settings, self.device = scenario, strategy, settings, device
         self.clock, self.progress, self.record, self.loggers, self.addon = clock, progress, record, loggers, addon
         self.evaluator = EVALUATORS.get(scenario.kind)
@@ -230,8 +230,8 @@ class Session:
         self.encoder: Optional[nn.Module] = None
         self._encoded: dict[tuple[str, int], Any] = {}
         self.monitor = StepMonitor(self, settings.log_every)
-        self.guard: Optional[SignalGuard] = None
-        self.checkpoints: Optional[Path] = None  # where experience checkpoints go (None: not resumable)
+        self.guard = guard  # signals wait while the record or a checkpoint is written
+        self.checkpoints = checkpoints  # where experience checkpoints go (None: none are saved)
         self.stream_state: Optional[dict] = None  # task-agnostic: the planned stream and the position in it
 
     # -- the run ---------------------------------------------------------------
@@ -462,19 +462,12 @@ class Session:
 
     # -- checkpoints -----------------------------------------------------------------
     def critical(self) -> Any:
-        import contextlib
-
         return self.guard.critical() if self.guard is not None else contextlib.nullcontext()
 
     def save_checkpoint(self, step: int) -> None:
         """Everything the rest of the run depends on, after row ``step`` (clbench.checkpoints)."""
         if self.checkpoints is None:
             return
-        import json
-        import time
-
-        from clbench import checkpoints
-
         started = time.perf_counter()
         rec = self.record
         payload = {
@@ -495,10 +488,6 @@ class Session:
 
     def restore(self, payload: dict) -> int:
         """Put the state of a checkpoint back (after preparation); return its step."""
-        import time
-
-        from clbench import checkpoints
-
         started = time.perf_counter()
         self.strategy.load_state_dict(payload["strategy"])
         self.strategy.to(self.device)
@@ -676,6 +665,7 @@ class SignalGuard:
         self.received: Optional[int] = None
         self._pending: Optional[int] = None
         self._depth = 0
+        self._installed = False
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -685,20 +675,22 @@ class SignalGuard:
             if sig is not None:
                 try:
                     self.previous[sig] = signal.signal(sig, self._handle)
+                    self._installed = True
                 except (ValueError, OSError):  # pragma: no cover
                     pass
 
     def restore(self) -> None:
-        if threading.current_thread() is threading.main_thread():
+        """Put the previous handlers back (once; calling it again does nothing)."""
+        if self._installed:
             for sig, handler in self.previous.items():
                 if handler is not None:
                     signal.signal(sig, handler)
-        self.previous_restored, self.previous = self.previous, {}
+            self._installed = False
 
     def chain(self) -> None:
         """Call the handler that was there before ours for the signal received, if it is a
         Python function (Submitit's requeue on its preemption signal)."""
-        before = getattr(self, "previous_restored", {}).get(self.received)
+        before = self.previous.get(self.received)
         if self.received is not None and callable(before):
             before(self.received, None)
 
@@ -710,8 +702,6 @@ class SignalGuard:
         raise Interrupted(f"signal {signum} ({signal.Signals(signum).name})")
 
     def critical(self) -> Any:
-        import contextlib
-
         @contextlib.contextmanager
         def section():
             self._depth += 1

@@ -15,7 +15,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.experimental.callback import Callback
 
@@ -34,22 +34,6 @@ def _values(override: Any) -> list[str]:
     if override.is_sweep_override():
         return [str(v) for v in override.sweep_string_iterator()]
     return [str(override.value())]
-
-
-def option_keys(group: str, name: str) -> Optional[list[str]]:
-    """The keys of config option ``group/name`` (None if there is no such option)."""
-    try:
-        from clbench.config_index import option_keys as from_index
-    except ImportError:
-        from_index = None
-    if from_index is not None:
-        return from_index(group, name)
-    from clbench.config import compose  # the slow path: compose the option
-
-    try:
-        return sorted(k for k in compose([f"{group}={name}"])[group].keys())
-    except Exception:  # noqa: BLE001 - an unknown option: the composition refuses it with its own message
-        return None
 
 
 def check_strategy_keys(args: list[str]) -> list[str]:
@@ -71,6 +55,8 @@ def check_strategy_keys(args: list[str]) -> list[str]:
             keys[key.split(".")[1]] = key
     if not keys or len(strategies) < 2:
         return []  # one strategy: composition refuses an unknown key as for a single run
+    from clbench.config_index import option_keys  # torch-free (the config index; else the full load)
+
     known = {s: option_keys("strategy", s) for s in strategies}
     if any(v is None for v in known.values()):
         return []  # an unknown strategy: refused with its valid choices when composed

@@ -21,7 +21,7 @@ from torch import nn
 from clbench.data import TensorData, iterate
 from clbench.features import Flatten, build_frozen_encoder, cache_dir, encode, output_dim
 from clbench.auxdata import AuxData
-from clbench.pretrain import setup_progress
+from clbench.progress import setup_progress
 from clbench.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Batch, StepStats
 

@@ -11,8 +11,8 @@ import torch
 from clbench.backbones import BackboneConfig
 from clbench.data import TensorData, iterate, resident
 from clbench.evaluation import Evaluator, score_mixed
-from clbench.pretrain import pretrain_backbone, run_progress, setup_progress
-from clbench.progress import PhaseProgress
+from clbench.pretrain import pretrain_backbone
+from clbench.progress import PhaseProgress, run_progress, setup_progress
 from clbench.scenario import Scenario
 from clbench.types import CLASS_INCREMENTAL, Experience
 
