@@ -4,7 +4,7 @@
 Same work as `clbench run strategy=naive scenario=split_fmnist seed=0`: Fashion-MNIST
 split 5 x 2 classes in the class order of seed 0 ([4, 6, 2, 7, 3, 5, 9, 0, 8, 1]), the
 same 90% of each experience's training images (clbench's seeded `val_fraction=0.1`
-hold-out, drawn with the same generator), the `cnn28` backbone from `clbench.backbones`
+hold-out, drawn with the same generator), the `cnn28` backbone from `clbench.models.backbones`
 plus a linear head over the 10 classes, SGD lr 0.01 momentum 0.9 (no weight decay),
 batch 64, 2 epochs (clbench's `FinetuneConfig` defaults in strategies/baselines.py),
 and evaluation after every experience on every test experience, batch 512 (clbench's
@@ -42,8 +42,8 @@ def main() -> None:
     from avalanche.training import Naive
     from avalanche.training.plugins import EvaluationPlugin
 
-    from clbench.backbones import BackboneConfig, create_backbone
-    from clbench.data import split_validation
+    from clbench.models.backbones import BackboneConfig, create_backbone
+    from clbench.api.data import split_validation
     from scenarios.class_incremental import class_order_for, per_class_subsample, ClassIncrementalConfig
     from scenarios.sources import load_source
 

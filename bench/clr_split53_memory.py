@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from clbench.auxdata import aux_for
+from clbench.api.auxdata import aux_for
 
 CHECKPOINTS = (1, 10, 25, 53)
 
@@ -75,7 +75,7 @@ def main() -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from clbench import protocol
-    from clbench.backbones import BackboneConfig
+    from clbench.models.backbones import BackboneConfig
     from scenarios.split53 import Split53Config, build_split53
     from strategies.clr import CLR, CLRConfig
 

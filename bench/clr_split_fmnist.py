@@ -24,8 +24,8 @@ def main() -> None:
     ap.add_argument("--strategies", default="clr,naive,er", help="clr_full equals clr on cnn28 (no 1x1 convs)")
     args = ap.parse_args()
 
-    from clbench.backbones import BackboneConfig
-    from clbench.launch import run_from_config
+    from clbench.models.backbones import BackboneConfig
+    from clbench.cli.launch import run_from_config
     from clbench.config import compose
     from strategies.clr import CLRConfig, default_cache_dir, pretrain_on_digits  # registers clr, clr_full
 

@@ -15,8 +15,10 @@ import os
 import tempfile
 import time
 
-from clbench import features, protocol
-from clbench.backbones import BackboneConfig
+from clbench import protocol
+
+from clbench.models import features
+from clbench.models.backbones import BackboneConfig
 from scenarios.class_incremental import ClassIncrementalConfig, build_class_incremental
 from strategies.dkvb import DKVB, DKVBConfig
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 
 from clbench import protocol
-from clbench.backbones import BackboneConfig
+from clbench.models.backbones import BackboneConfig
 from scenarios.class_incremental import ClassIncrementalConfig, build_class_incremental
 from strategies.dkvb import DKVB, DKVBConfig
 from strategies.probes import LinearProbe, LinearProbeNoBias, MLPProbe, ProbeConfig

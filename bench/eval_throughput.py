@@ -38,9 +38,9 @@ def build_naive(train_per_class):
     from omegaconf import OmegaConf
 
     from clbench.config import compose, data_root
-    from clbench.data import split_validation
-    from clbench.scenario import build_scenario
-    from clbench.strategy import STRATEGIES
+    from clbench.api.data import split_validation
+    from clbench.api.scenario import build_scenario
+    from clbench.api.strategy import STRATEGIES
 
     over = ["strategy=naive", "scenario=split_fmnist", "seed=0", "logger=none", "device=cpu"]
     if train_per_class:
@@ -55,8 +55,8 @@ def build_naive(train_per_class):
 
 def time_training(strategy, train, batch_size: int, limit: int) -> float:
     """Samples/s of the harness training path (LearnerView batches, observe)."""
-    from clbench.data import TensorData
-    from clbench.view import LearnerView
+    from clbench.api.data import TensorData
+    from clbench.api.view import LearnerView
 
     data = TensorData(train.x[:limit], train.y[:limit])
     view = LearnerView(data, None, task_id=None, device=torch.device("cpu"), generator=torch.Generator().manual_seed(1))
@@ -71,7 +71,7 @@ def time_training(strategy, train, batch_size: int, limit: int) -> float:
 
 def time_eval(strategy, scenario, batch_size: int, channels_last: bool = False) -> tuple[float, float, int]:
     """(copy seconds, samples/s of score_mixed over every test experience, copied bytes)."""
-    from clbench.evaluation import EVALUATORS, score_mixed
+    from clbench.protocol.evaluation import EVALUATORS, score_mixed
     from clbench.protocol import evaluation_copy
 
     t = time.perf_counter()
@@ -92,7 +92,7 @@ def time_eval(strategy, scenario, batch_size: int, channels_last: bool = False) 
 
 def clr_costs(backbone: str, side: int, repeats: int, batches: int) -> tuple[float, float]:
     """Seconds per sample of CLR's training step (batch 32) and of its forward (batch 512)."""
-    from clbench.backbones import BackboneConfig
+    from clbench.models.backbones import BackboneConfig
     from clbench.types import TASK_INCREMENTAL, VISIBILITY_BY_KIND, ExperienceInfo, ScenarioInfo
     from clbench.types import Batch
     from strategies.clr import CLR, CLRConfig

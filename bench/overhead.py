@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from clbench.backbones import create_backbone
-from clbench.launch import run_from_config
+from clbench.models.backbones import create_backbone
+from clbench.cli.launch import run_from_config
 from clbench.config import compose, data_root
-from clbench.scenario import build_scenario
+from clbench.api.scenario import build_scenario
 
 
 def bare_loop(cfg, seed: int, variant: str = "plain") -> float:

@@ -55,9 +55,9 @@ def pretrain_costs(epochs: int) -> tuple[float, float, int]:
     """(s per pretraining step, s per naive training step) for cnn28 at batch 64."""
     import torch.nn.functional as F
 
-    from clbench.backbones import BackboneConfig, create_backbone
-    from clbench.data import TensorData
-    from clbench.pretrain import pretrain_backbone
+    from clbench.models.backbones import BackboneConfig, create_backbone
+    from clbench.api.data import TensorData
+    from clbench.models.pretrain import pretrain_backbone
 
     g = torch.Generator().manual_seed(0)
     n = 1797  # the size of scikit-learn's digits, the offline pretraining set

@@ -9,17 +9,17 @@
   row 0 (the accuracy matrix's row before any training; evaluation, not start-up).
 
 Each is the median of ``--repeats`` processes (default 5) after one warm-up process (it
-writes the config index, ``clbench.config_index``, if it is stale: the first command
+writes the config index, ``clbench.config.index``, if it is stale: the first command
 after an install or an edit takes the full load, about 2-3 s). The ratio is measured
 time / limit (met: <= 1).
 
 How the first training step is seen without changing the run: the quickstart process is
 ``python -c PRELUDE run ...``, where PRELUDE (below) only installs an import hook and
-then calls ``clbench.cli.main`` as the ``clbench`` script does. After ``clbench.strategy``
-is imported, the hook wraps ``clbench.strategy._reporting`` (the wrapper every
+then calls ``clbench.cli.main`` as the ``clbench`` script does. After ``clbench.api.strategy``
+is imported, the hook wraps ``clbench.api.strategy._reporting`` (the wrapper every
 strategy's ``observe`` gets when its class is made), so that the first call of any
 ``observe`` writes the timeline and ends the process (``os._exit``: the bench needs no
-more than the first step); after ``clbench.scenario`` and ``clbench.protocol``, it wraps
+more than the first step); after ``clbench.api.scenario`` and ``clbench.protocol``, it wraps
 ``build_scenario`` and ``Session.evaluate_row`` to time the data decoding and row 0. The
 start is taken in this process just before the child is spawned, so interpreter start-up
 counts.
@@ -107,7 +107,7 @@ def _patch_protocol(mod):
                 _T["row0_eval_s"] += time.perf_counter() - t
         session.evaluate_row = evaluate_row
 
-_PATCHES = {"clbench.strategy": _patch_strategy, "clbench.scenario": _patch_scenario,
+_PATCHES = {"clbench.api.strategy": _patch_strategy, "clbench.api.scenario": _patch_scenario,
             "clbench.protocol": _patch_protocol}
 #: imports whose time is reported (inclusive of what they import themselves)
 _TIMED = ("torch", "torch._dynamo", "torchvision", "wandb", "hydra", "strategies", "scenarios")

@@ -1,16 +1,18 @@
-"""Errors that mean "bad input", reported to the user without a traceback."""
+"""Errors that mean "bad input": the CLI reports them as one paragraph, exit code 2."""
 from __future__ import annotations
 
+from clbench.registry import UnknownNameError
 
-class DataMissingError(FileNotFoundError):
+
+class UserError(Exception):
+    """Base of clbench's bad-input errors (each also derives from the builtin error it is,
+    e.g. ``ValueError``), reported without a traceback."""
+
+
+class DataMissingError(UserError, FileNotFoundError):
     """A data set is not where we looked; the message says where and how to get it."""
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types the CLI reports as a one-paragraph message and exit code 2."""
-    from clbench.backbones import BackboneWeightsError
-    from clbench.protocol import IncompatibleError
-    from clbench.records import RecordError
-    from clbench.registry import UnknownNameError
-
-    return (DataMissingError, IncompatibleError, UnknownNameError, BackboneWeightsError, RecordError, ValueError)
+    return (UserError, UnknownNameError, ValueError)

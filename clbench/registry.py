@@ -1,31 +1,48 @@
-"""Name -> builder registries for strategies, scenarios and backbones.
+"""Name -> builder registries (strategies, scenarios, backbones, loggers, ...).
 
-`clbench` never imports a concrete strategy or scenario by module name: packages
-announce themselves through the ``clbench.plugins`` entry-point group (ours do, in
-pyproject.toml) or call ``register`` directly, and are found here by name.
-
-A plugin package may list its modules in a ``plugin_modules`` tuple (names relative to
-the package) instead of importing them all in its ``__init__``: :func:`load_plugins`
-imports every listed module, and a registry asked for one name imports only the module
-that registers it (the config index, ``clbench.config_index``, remembers which one).
+A leaf module: it imports nothing from clbench. A registry raises on a duplicate name
+and suggests the closest names on a typo. Asking for a name that is not registered yet
+asks the installed :class:`Finder` to import what registers it: by default
+``clbench.plugins`` (every package of the ``clbench.plugins`` entry-point group); the
+config layer installs one that reads its index and imports only the one module needed
+(``clbench.config.finder``).
 """
 from __future__ import annotations
 
 import difflib
-import importlib
 import sys
 import weakref
-from importlib import metadata
-from typing import Callable, Generic, Iterator, Optional, TypeVar
+from typing import Callable, Generic, Iterator, Optional, Protocol, TypeVar
 
 T = TypeVar("T")
 
-ENTRY_POINT_GROUP = "clbench.plugins"
-#: the attribute of a plugin package that lists its modules (relative names)
-PLUGIN_MODULES = "plugin_modules"
-
 #: every registry made in this process (the config index records who registers what)
 REGISTRIES: "weakref.WeakSet[Registry]" = weakref.WeakSet()
+
+
+class Finder(Protocol):
+    """What a registry asks when a name is missing."""
+
+    def find(self, kind: str, name: str) -> None:
+        """A shortcut: import the one module that registers ``name`` in the registry of
+        ``kind``, where the finder knows it (otherwise do nothing)."""
+
+    def load_all(self) -> None:
+        """Import everything that registers names (so that listings are complete)."""
+
+
+_finder: Optional[Finder] = None
+
+
+def set_finder(finder: Optional[Finder]) -> Optional[Finder]:
+    """Install the finder every registry asks for missing names; returns the previous one."""
+    global _finder
+    previous, _finder = _finder, finder
+    return previous
+
+
+def current_finder() -> Optional[Finder]:
+    return _finder
 
 
 class UnknownNameError(KeyError):
@@ -36,10 +53,7 @@ class UnknownNameError(KeyError):
 
 
 class Registry(Generic[T]):
-    """A named collection of builders: raises on duplicates, suggests on typos.
-
-    Asking for a name that is not registered yet imports the one module that registers
-    it (per the config index), and only then every plugin."""
+    """A named collection of builders: raises on duplicates, suggests on typos."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -67,9 +81,15 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
-        """Registered names; names starting with "_" (test doubles) are not listed."""
-        load_plugins()
+        """Registered names (after the finder's full load); names starting with "_" (test
+        doubles) are not listed."""
+        if _finder is not None:
+            _finder.load_all()
         return sorted(n for n in self._items if not n.startswith("_"))
+
+    def items(self) -> dict[str, T]:
+        """What is registered now (no import): name -> item."""
+        return dict(self._items)
 
     def is_registered(self, name: str) -> bool:
         """Whether ``name`` is registered already, importing nothing."""
@@ -88,14 +108,12 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def _find(self, name: str) -> None:
-        """Import what registers ``name``: the module the config index names, else every plugin."""
-        from clbench import config_index
-
-        module = config_index.module_for(self.kind, name)
-        if module is not None and module not in sys.modules:
-            importlib.import_module(module)
+        """Ask the finder for ``name``: its shortcut first, then the full load."""
+        if _finder is None:
+            return
+        _finder.find(self.kind, name)
         if name not in self._items:
-            load_plugins()
+            _finder.load_all()
 
 
 def importing_module() -> Optional[str]:
@@ -109,31 +127,6 @@ def importing_module() -> Optional[str]:
             return frame.f_globals.get("__name__")
         frame = frame.f_back
     return None
-
-
-_loaded = False
-
-
-def plugin_packages() -> list[str]:
-    """The module names registered under the ``clbench.plugins`` entry point."""
-    return [ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)]
-
-
-def load_plugins() -> None:
-    """Import every package registered under the ``clbench.plugins`` entry point (and the
-    modules each lists in ``plugin_modules``), once; then write the config index."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from clbench import config_index
-
-    before = config_index.fingerprint() if config_index.cache_root() is not None else None
-    for name in plugin_packages():
-        package = importlib.import_module(name)
-        for module in getattr(package, PLUGIN_MODULES, ()):
-            importlib.import_module(f"{package.__name__}.{module}")
-    config_index.after_full_load(before)
 
 
 def registrar(registry: Registry[T]) -> Callable[[str], Callable[[T], T]]:

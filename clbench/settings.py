@@ -6,32 +6,36 @@ Imports nothing heavy, so that a bad value is refused before torch loads.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Optional
 
+from clbench.fields import setting
 
-def _harness(default, help: str):
-    return field(default=default, metadata={"harness": True, "help": help})
+
+def _harness(default, help: str, **valid):
+    return setting(default, help, harness=True, **valid)
 
 
 @dataclass
 class RunSettings:
     """How a run is executed (not the method's or the scenario's settings)."""
 
-    seed: int = field(default=0, metadata={"harness": True, "help": "class order, data order, splits, weight init"})
+    seed: int = _harness(0, "class order, data order, splits, weight init", ge=0)
     device: str = _harness("auto", "auto | cpu | cuda | cuda:N")
-    val_fraction: float = field(default=0.1, metadata={"help": "validation hold-out of each experience, in [0, 1)"})
-    eval_batch_size: int = _harness(512, "test samples per evaluation batch")
+    val_fraction: float = setting(0.1, "validation hold-out of each experience (the fraction of its training data)",
+                                  ge=0, lt=1)
+    eval_batch_size: int = _harness(512, "test samples per evaluation batch", ge=1)
     results_dir: str = _harness("results", "where records go (runs/<scenario>/<strategy>/<run_id>.json)")
     progress: bool = _harness(True, "progress bars (lines when not a terminal)")
     count_flops: bool = _harness(False, "count FLOPs per phase with torch.utils.flop_counter")
-    num_workers: int = _harness(0, "data loader workers for file-backed data sets")
-    log_every: int = _harness(50, "optimisation steps per point of the loss curve (and per non-finite check)")
-    eval_rows: str = _harness("all", "all | final: evaluate every row, or only rows 0 and T")
-    channels_last: bool = field(default=False, metadata={
-        "help": "opt-in speed-up: the learner's conv weights in channels_last memory format (CPU, cnn28: training "
-                "1.5x, evaluation 2x faster); numerics change in the last bits, so such runs form their own "
-                "leaderboard rows"})
+    num_workers: int = _harness(0, "data loader worker processes for file-backed data sets (0: the main process)",
+                                ge=0)
+    log_every: int = _harness(50, "optimisation steps per point of the loss curve (and per non-finite check)", ge=1)
+    eval_rows: str = _harness("all", "evaluate every row, or only rows 0 and T", choices=("all", "final"))
+    channels_last: bool = setting(
+        False, "opt-in speed-up: the learner's conv weights in channels_last memory format (CPU, cnn28: training "
+               "1.5x, evaluation 2x faster); numerics change in the last bits, so such runs form their own "
+               "leaderboard rows")
     resume: Optional[str] = _harness(None, "auto | RUN_ID | PATH: continue a killed or interrupted run from its last "
                                            "experience checkpoint (auto: the newest one of this config; new run if none)")
     keep_checkpoints: bool = _harness(False, "keep every experience's checkpoint, also after the run completes "

@@ -47,7 +47,7 @@ class ScenarioInfo:
     and nothing about where boundaries fall. ``num_experiences``: T where boundaries are
     visible, None in the task-agnostic family. ``dataset``: the source data set's name
     (a method may pick its recipe by it, e.g. MULTI-LANE's VOC vs COCO settings).
-    ``augmentation``: the training augmentation the scenario declares (``clbench.augment``).
+    ``augmentation``: the training augmentation the scenario declares (``clbench.api.augment``).
     """
 
     name: str

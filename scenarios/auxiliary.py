@@ -1,5 +1,5 @@
 """Auxiliary data sets the protocol can hand to a method before the stream
-(``clbench.auxdata``): scikit-learn's bundled digits, and the training split of every
+(``clbench.api.auxdata``): scikit-learn's bundled digits, and the training split of every
 registered single-label source (e.g. ``fmnist``: the protocol refuses it for a
 Fashion-MNIST stream; the multi-label sources, voc2007, coco2014 and mlfmnist, are not
 auxiliary sets). Images come as stored (in [0, 1]); the method adapts them."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from clbench.auxdata import AuxData, register_aux_dataset
-from clbench.data import TensorData
+from clbench.api.auxdata import AuxData, register_aux_dataset
+from clbench.api.data import TensorData
 from scenarios.sources import SINGLE_LABEL, SOURCES, import_all, load_source
 from scenarios.sources.digits import all_images
 

@@ -18,8 +18,9 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from clbench.fields import setting
 from clbench.errors import DataMissingError
-from clbench.scenario import Scenario, ScenarioConfig, register_scenario
+from clbench.api.scenario import Scenario, ScenarioConfig, register_scenario
 from clbench.types import CLASS_INCREMENTAL, TASK_INCREMENTAL
 from scenarios.class_incremental import per_class_subsample
 from scenarios.sources import load_source
@@ -47,8 +48,8 @@ class AvalancheScenarioConfig(ScenarioConfig):
     n_experiences: int = 5
     fixed_class_order: Optional[List[int]] = None
     classes: Optional[List[int]] = None
-    train_per_class: Optional[int] = None
-    test_per_class: Optional[int] = None
+    train_per_class: Optional[int] = setting(None, "training images per class (null: all)", ge=1)
+    test_per_class: Optional[int] = setting(None, "test images per class (null: all)", ge=1)
     materialize: bool = True
     download: bool = False
     args: Dict[str, Any] = field(default_factory=dict)

@@ -7,7 +7,7 @@ colour and 8x8 grey images alike (``backbone=resnet18`` needs ImageNet weights).
 """
 from __future__ import annotations
 
-from clbench.scenario import register_scenario
+from clbench.api.scenario import register_scenario
 from clbench.types import CLASS_INCREMENTAL
 from scenarios.class_incremental import ClassIncrementalConfig, build_class_incremental
 from scenarios.sources import cifar, digits  # noqa: F401  (registers the sources)

@@ -16,8 +16,9 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from clbench.data import TensorData
-from clbench.scenario import Scenario, ScenarioConfig, register_scenario
+from clbench.fields import setting
+from clbench.api.data import TensorData
+from clbench.api.scenario import Scenario, ScenarioConfig, register_scenario
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Experience
 from scenarios.sources import LabelledSource, load_source
 
@@ -27,16 +28,17 @@ class ClassIncrementalConfig(ScenarioConfig):
     """``train_per_class`` / ``test_per_class`` subsample each class (seeded) for quick
     runs; a subsampled run records it as a deviation."""
 
-    source: str = "fmnist"
-    classes_per_experience: int = 2
-    base_classes: int = 0
-    class_order: Optional[List[int]] = None
-    shuffle_classes: bool = True
-    train_per_class: Optional[int] = None
-    test_per_class: Optional[int] = None
-    download: bool = False
-    repeats: int = 1  # task-agnostic family: passes over each experience, back to back
-    augmentation: str = "none"  # training-time augmentation (clbench.augment): none | crop_flip | flip
+    source: str = setting("fmnist", "the data source (scenarios.sources)")
+    classes_per_experience: int = setting(2, "new classes per experience", ge=1)
+    base_classes: int = setting(0, "classes of the first experience (0: classes_per_experience)", ge=0)
+    class_order: Optional[List[int]] = setting(None, "the class order (null: a permutation seeded by seed)")
+    shuffle_classes: bool = setting(True, "shuffle the class order by the seed (false: the source's order)")
+    train_per_class: Optional[int] = setting(None, "training images per class (null: all; a recorded deviation)",
+                                             ge=1)
+    test_per_class: Optional[int] = setting(None, "test images per class (null: all; a recorded deviation)", ge=1)
+    download: bool = setting(False, "let torchvision download the data set where it can")
+    repeats: int = setting(1, "task-agnostic family: passes over each experience, back to back", ge=1)
+    augmentation: str = setting("none", "training-time augmentation (clbench.api.augment): none | crop_flip | flip")
 
 
 def class_splits(order: list[int], base: int, step: int) -> list[list[int]]:

@@ -10,7 +10,7 @@ Fashion-MNIST's label order) unless ``class_order`` is given; they are split B{b
 - Test set of experience j: the test images whose first class in stream order is in j
   (at least one class of j, none of an earlier experience), with their full labels. The
   sets are disjoint, so the joint test set of step i (images with at least one seen
-  class) is the concatenation of test sets 1..i; ``clbench.multilabel`` evaluates it
+  class) is the concatenation of test sets 1..i; ``clbench.protocol.multilabel`` evaluates it
   with labels restricted to the seen classes.
 
 Named scenarios: ``voc_b0c4``, ``voc_b10c2`` (VOC 2007), ``coco_b0c10``, ``coco_b40c10``
@@ -30,9 +30,10 @@ from typing import List, Optional
 import torch
 from torch.utils.data import Dataset
 
-import clbench.multilabel  # noqa: F401  (registers the "multilabel" evaluator)
-from clbench.data import TensorData
-from clbench.scenario import Scenario, ScenarioConfig, register_scenario
+import clbench.protocol.multilabel  # noqa: F401  (registers the "multilabel" evaluator)
+from clbench.fields import setting
+from clbench.api.data import TensorData
+from clbench.api.scenario import Scenario, ScenarioConfig, register_scenario
 from clbench.types import MULTILABEL, Experience
 from scenarios.class_incremental import class_splits
 from scenarios.sources import MULTI_LABEL, SOURCES, Images, MultiLabelSource  # noqa: F401  (MultiLabelSource: re-exported)
@@ -75,9 +76,9 @@ class MultilabelConfig(ScenarioConfig):
     base_classes: int = 0
     classes_per_experience: int = 4
     class_order: Optional[List[int]] = None
-    threshold: float = 0.8
-    train_limit: Optional[int] = None
-    test_limit: Optional[int] = None
+    threshold: float = setting(0.8, "sigmoid threshold of CF1 / OF1", gt=0, lt=1)
+    train_limit: Optional[int] = setting(None, "a seeded subsample of this many training images (null: all)", ge=1)
+    test_limit: Optional[int] = setting(None, "a seeded subsample of this many test images (null: all)", ge=1)
     download: bool = False
     image_size: int = 224  # image-file sources (VOC, COCO) resize decoded images to this square; mlfmnist ignores it
 

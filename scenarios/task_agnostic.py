@@ -29,7 +29,8 @@ from typing import List, Optional
 
 import torch
 
-from clbench.scenario import Scenario, register_scenario
+from clbench.fields import setting
+from clbench.api.scenario import Scenario, register_scenario
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC
 from scenarios.class_incremental import ClassIncrementalConfig, build_class_incremental
 
@@ -39,8 +40,8 @@ class TaskAgnosticConfig(ClassIncrementalConfig):
     """A class-incremental config streamed task-agnostically; ``blurry`` mixes boundaries."""
 
     kind: str = TASK_AGNOSTIC
-    repeats: int = 1
-    blurry: float = 0.0
+    repeats: int = setting(1, "passes over each experience, back to back (E in TAME's protocol)", ge=1)
+    blurry: float = setting(0.0, "fraction of each boundary region that is mixed", ge=0, le=0.5)
 
 
 @dataclass

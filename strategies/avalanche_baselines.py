@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from clbench.backbones import create_backbone
-from clbench.data import iterate
-from clbench.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.fields import setting
+from clbench.models.backbones import create_backbone
+from clbench.api.data import iterate
+from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import CLASS_INCREMENTAL, TASK_INCREMENTAL, Batch, StepStats
-from clbench.view import LearnerView
+from clbench.api.view import LearnerView
 
 REPO = "ContinualAI/continual-learning-baselines"
 
@@ -36,10 +37,10 @@ REPO = "ContinualAI/continual-learning-baselines"
 class AvalancheBaselineConfig(StrategyConfig):
     """Optimiser fields shared by every wrapped Avalanche strategy."""
 
-    optimizer: str = "sgd"  # sgd | adam
-    lr: float = 0.001
-    momentum: float = 0.0
-    weight_decay: float = 0.0
+    optimizer: str = setting("sgd", "sgd (with momentum) or adam", choices=("sgd", "adam"))
+    lr: float = setting(0.001, "learning rate", gt=0)
+    momentum: float = setting(0.0, "SGD momentum", ge=0, lt=1)
+    weight_decay: float = setting(0.0, "weight decay", ge=0)
 
 
 @dataclass
@@ -102,7 +103,8 @@ class ReplayConfig(AvalancheBaselineConfig):
     momentum: float = 0.9
     weight_decay: float = 0.0002
     mem_size: int = 2000
-    storage_policy: str = "class_balanced"  # class_balanced (adaptive) | experience_balanced
+    storage_policy: str = setting("class_balanced", "the replay memory: class-balanced (adaptive) or "
+                                  "experience-balanced", choices=("class_balanced", "experience_balanced"))
     lr_step_gamma: float = 0.3  # StepLR every epochs // 3 epochs, reset each experience
 
 
@@ -165,8 +167,6 @@ class AvalancheBaseline(Strategy):
 
     def __init__(self, config: AvalancheBaselineConfig, info, backbone=None, **kwargs) -> None:
         super().__init__(config, info, backbone, **kwargs)
-        if config.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"unknown optimizer {config.optimizer!r}; valid choices: 'sgd', 'adam'")
         trunk = create_backbone(backbone, info.input_shape)
         self.model = nn.Sequential(trunk, nn.Linear(trunk.out_features, info.num_classes))
         self.template: Any = None  # built on first use: importing Avalanche costs seconds

@@ -8,12 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.backbones import create_backbone
-from clbench.buffers import ReservoirBuffer
-from clbench.data import TensorData, concat
-from clbench.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.fields import setting
+from clbench.models.backbones import create_backbone
+from clbench.api.buffers import ReservoirBuffer
+from clbench.api.data import TensorData, concat
+from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import Batch, StepStats
-from clbench.view import LearnerView
+from clbench.api.view import LearnerView
 
 
 @dataclass
@@ -22,10 +23,10 @@ class FinetuneConfig(StrategyConfig):
 
     epochs: int = 2
     batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    optimizer: str = setting("sgd", "sgd (with momentum) or adam", choices=("sgd", "adam"))
+    lr: float = setting(0.01, "learning rate", gt=0)
+    momentum: float = setting(0.9, "SGD momentum", ge=0, lt=1)
+    weight_decay: float = setting(0.0, "weight decay", ge=0)
 
 
 def classification_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -110,8 +111,8 @@ class Joint(Finetune):
 
 @dataclass
 class ERConfig(FinetuneConfig):
-    buffer_size: int = 500
-    replay_batch_size: int = 64
+    buffer_size: int = setting(500, "samples in the reservoir buffer over the stream", ge=0)
+    replay_batch_size: int = setting(64, "buffer samples replayed with each batch", ge=0)
 
 
 @register_strategy("er")

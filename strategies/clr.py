@@ -17,25 +17,20 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.backbones import Backbone, BackboneConfig, create_backbone
-from clbench.features import cache_root
-from clbench.auxdata import AuxData
-from clbench.pretrain import pretrain_backbone
-from clbench.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.api.view import LearnerView
+from clbench.models.backbones import Backbone, BackboneConfig, create_backbone
+from clbench.fields import setting
+from clbench.models.pretrain import TRUNK_CHOICES, pretrain_on_digits, resolve_trunk
+from clbench.paths import weights_cache_dir
 from clbench.types import TASK_INCREMENTAL, Batch, ExperienceInfo, StepStats
-from clbench.view import LearnerView
-
-TRUNK_CHOICES = ("auto", "backbone", "digits", "random")
-
 
 @dataclass
 class CLRConfig(StrategyConfig):
@@ -45,19 +40,18 @@ class CLRConfig(StrategyConfig):
     under ``cache_dir``), ``random`` (not CLR's premise; recorded as a deviation) or
     ``auto`` (``backbone`` when weights are given, ``digits`` for cnn28, else an error)."""
 
-    epochs: int = 60
-    batch_size: int = 32
-    lr: float = 1e-3
-    lr_step: int = 20
-    lr_gamma: float = 0.1
-    patience: int = 21
-    reg: float = 1e-5
-    trunk: str = field(default="auto", metadata={"recipe": False})
-    pretrain_epochs: int = field(default=20, metadata={"recipe": False})
-    pretrain_seed: int = field(default=0, metadata={"recipe": False})
-    cache_dir: Optional[str] = field(default=None, metadata={"recipe": False})  # default $CLBENCH_CACHE/weights
-
-
+    epochs: int = setting(60, "most epochs per task (early stopping may end it sooner)", ge=1)
+    batch_size: int = setting(32, "samples per training batch", ge=1)
+    lr: float = setting(1e-3, "Adam learning rate", gt=0)
+    lr_step: int = setting(20, "StepLR: epochs between learning-rate drops", ge=1)
+    lr_gamma: float = setting(0.1, "StepLR: factor of each drop", gt=0, le=1)
+    patience: int = setting(21, "early stopping: epochs without a better validation accuracy", ge=0)
+    reg: float = setting(1e-5, "weight of the sum of unsquared L2 norms of the task's trainable tensors", ge=0)
+    trunk: str = setting("auto", "where the frozen trunk's weights come from", choices=TRUNK_CHOICES, recipe=False)
+    pretrain_epochs: int = setting(20, "epochs of the offline digits pretraining (trunk=digits)", ge=1, recipe=False)
+    pretrain_seed: int = setting(0, "seed of the offline digits pretraining", ge=0, recipe=False)
+    cache_dir: Optional[str] = setting(None, "where pretrained trunks are cached (default $CLBENCH_CACHE/weights)",
+                                       recipe=False)
 
 
 # -- the reprogrammed network --------------------------------------------------------
@@ -184,27 +178,6 @@ def task_state_sizes(state: TaskState) -> dict[str, int]:
             "with_bn_affine": r + affine, "excluding_head": r + affine + stats}
 
 
-# -- an offline pretrained trunk: supervised pretraining on scikit-learn's digits -----------
-def default_cache_dir() -> Path:
-    """``<clbench cache>/weights``; with ``CLBENCH_CACHE=off``, a folder under the temp dir."""
-    root = cache_root()
-    return (root if root is not None else Path(tempfile.gettempdir()) / "clbench") / "weights"
-
-
-def pretrain_on_digits(
-    config: BackboneConfig, input_shape: tuple[int, ...], *, epochs: int, seed: int, device: torch.device,
-    cache_dir: Path, digits: AuxData,
-) -> tuple[Path, dict]:
-    """Train ``config``'s backbone (random init) with a temporary head on scikit-learn's
-    8x8 digits upsampled to ``input_shape`` (Adam 1e-3, batch 64), cached
-    (``clbench.pretrain``). Returns the weights file and facts for the record."""
-    settings = {"recipe": "digits-v1", "backbone": dataclasses.asdict(config) | {"weights": "none"},
-                "input_shape": list(input_shape), "epochs": epochs, "seed": seed}
-    return pretrain_backbone(config, input_shape, digits.data, epochs=epochs, seed=seed, batch_size=64, device=device,
-                             cache_dir=cache_dir, file_prefix=f"clr-digits-{config.name}", key_settings=settings,
-                             meta={"data": "sklearn.datasets.load_digits (8x8, upsampled)"})
-
-
 # -- the strategy ---------------------------------------------------------------------
 @register_strategy("clr")
 class CLR(Strategy):
@@ -221,12 +194,12 @@ class CLR(Strategy):
 
     def __init__(self, config: CLRConfig, info, backbone: Optional[BackboneConfig] = None, **kwargs) -> None:
         super().__init__(config, info, backbone, **kwargs)
-        if config.epochs < 1 or config.patience < 0 or config.batch_size < 1:
-            raise ValueError(f"CLR needs epochs >= 1, patience >= 0 and batch_size >= 1; got epochs={config.epochs}, "
-                             f"patience={config.patience}, batch_size={config.batch_size}")
         self.backbone_config = backbone = backbone or BackboneConfig(name="resnet18", weights="IMAGENET1K_V1",
                                                                      input_size=224, normalize="imagenet")
-        self.trunk_kind = resolve_trunk(config.trunk, backbone)
+        self.trunk_kind = resolve_trunk(
+            config.trunk, backbone, method="CLR", offline_backbone="cnn28",
+            weights_hint="backbone.weights=IMAGENET1K_V1 (torchvision; needs network or a warm torch hub cache) or "
+                         "backbone.weights=/path/to/weights.pth")
         if self.trunk_kind == "digits" and "digit" in info.name.lower():
             raise ValueError(f"strategy.trunk=digits pretrains on sklearn digits, which is not disjoint from scenario "
                              f"{info.name!r}; pass backbone.weights=<file> or strategy.trunk=random")
@@ -248,11 +221,13 @@ class CLR(Strategy):
         if len(self.tasks):
             raise RuntimeError("the trunk must be prepared before any task is learnt")
         c = self.config
+        bb, shape = self.backbone_config, self.info.input_shape
+        settings = {"recipe": "digits-v1", "backbone": dataclasses.asdict(bb) | {"weights": "none"},
+                    "input_shape": list(shape), "epochs": c.pretrain_epochs, "seed": c.pretrain_seed}
         path, self.pretraining = pretrain_on_digits(
-            self.backbone_config, self.info.input_shape, epochs=c.pretrain_epochs, seed=c.pretrain_seed,
-            device=self.device, cache_dir=Path(c.cache_dir).expanduser() if c.cache_dir else default_cache_dir(),
-            digits=aux["pretraining"],
-        )
+            bb, shape, aux["pretraining"].data, epochs=c.pretrain_epochs, seed=c.pretrain_seed, batch_size=64,
+            device=self.device, cache_dir=weights_cache_dir(c.cache_dir), method="clr", key_settings=settings,
+            data_note="sklearn.datasets.load_digits (8x8, upsampled)")
         trained = create_backbone(dataclasses.replace(self.backbone_config, weights=str(path)), self.info.input_shape)
         trained.weights_source = f"pretrained by clr on sklearn digits ({trained.weights_source})"
         device = self.device
@@ -262,7 +237,7 @@ class CLR(Strategy):
     def begin_experience(self, info: ExperienceInfo) -> None:
         """A new task state (identity R, pretrained BN, fresh head) and a fresh optimizer over it alone."""
         if self._pending:
-            raise RuntimeError("CLR's trunk is pretrained in prepare(aux) (clbench.auxdata.aux_for(strategy)); "
+            raise RuntimeError("CLR's trunk is pretrained in prepare(aux) (clbench.api.auxdata.aux_for(strategy)); "
                                "call it before the first experience")
         if info.task_id is None:
             raise ValueError("CLR needs the task id in training; this scenario hides it")
@@ -404,29 +379,3 @@ def regulariser(state: TaskState) -> torch.Tensor:
     """Sum of the unsquared L2 norms of the task's trainable tensors. (The official code
     skips zero-norm tensors; torch's norm already has a zero gradient there.)"""
     return torch.stack([p.norm() for p in state.parameters() if p.requires_grad]).sum()
-
-
-def resolve_trunk(choice: str, backbone: BackboneConfig) -> str:
-    """Where the frozen trunk's weights come from; refuse a silent random trunk."""
-    if choice not in TRUNK_CHOICES:
-        raise ValueError(f"unknown strategy.trunk {choice!r}; valid choices: {list(TRUNK_CHOICES)}")
-    has_weights = backbone.weights != "none"
-    if choice == "auto":
-        if has_weights:
-            return "backbone"
-        if backbone.name == "cnn28":
-            return "digits"
-        raise ValueError(
-            f"CLR reprograms a pretrained trunk, but backbone.weights=none for {backbone.name}. Pass "
-            f"backbone.weights=IMAGENET1K_V1 (torchvision; needs network or a warm torch hub cache) or "
-            f"backbone.weights=/path/to/weights.pth, or strategy.trunk=digits to pretrain on sklearn digits, "
-            f"or strategy.trunk=random for a random frozen trunk (recorded as a deviation)"
-        )
-    if choice == "backbone" and not has_weights:
-        raise ValueError("strategy.trunk=backbone needs backbone.weights (a torchvision enum member or a file path)")
-    if choice in ("digits", "random") and has_weights:
-        raise ValueError(
-            f"strategy.trunk={choice} builds its own trunk weights, but backbone.weights={backbone.weights!r} "
-            f"was given too; use strategy.trunk=backbone or backbone.weights=none"
-        )
-    return choice

@@ -11,18 +11,19 @@ kv_bottleneck_experiments; recipe: sweeps/icml2023/cifar10_*_ours_base.yaml).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.data import TensorData, iterate
-from clbench.features import Flatten, build_frozen_encoder, cache_dir, encode, output_dim
-from clbench.auxdata import AuxData
+from clbench.fields import setting
+from clbench.api.data import TensorData, iterate
+from clbench.models.features import Flatten, build_frozen_encoder, cache_dir, encode, output_dim
+from clbench.api.auxdata import AuxData
 from clbench.progress import setup_progress
-from clbench.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Batch, StepStats
 
 DIGITS = "sklearn_digits"
@@ -33,31 +34,34 @@ class DKVBConfig(StrategyConfig):
     """Defaults = the official ICML sweeps (CIFAR-10, 5 x 2 classes). ``codebook_chunk``
     and ``precompute`` change speed and memory only, never results."""
 
-    epochs: int = 2000  # per stage (cl_epochs), on cached embeddings
-    batch_size: int = 256
-    num_codebooks: int = 256  # C
-    pairs_per_codebook: int = 4096  # P
-    key_dim: int = 14  # d_k
-    topk: int = 1
-    lr: float = 0.3
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.1
-    grad_clip: float = 1.0  # global gradient-norm clip
-    key_init_source: str = field(default=DIGITS, metadata={"recipe": False})  # unlabelled key-init data (clbench.auxdata)
-    key_init_limit: Optional[int] = None  # at most this many key-init images (seeded draw)
-    key_init_epochs: int = 10
+    epochs: int = setting(2000, "epochs per stage (cl_epochs), on cached embeddings", ge=1)
+    batch_size: int = setting(256, "samples per training batch", ge=1)
+    num_codebooks: int = setting(256, "C: codebooks", ge=1)
+    pairs_per_codebook: int = setting(4096, "P: key-value pairs per codebook", ge=1)
+    key_dim: int = setting(14, "d_k: key dimension", ge=1)
+    topk: int = setting(1, "keys fetched per codebook (1 in every paper run)", ge=1)
+    lr: float = setting(0.3, "SGD learning rate of the values", gt=0)
+    momentum: float = setting(0.0, "SGD momentum (state moves unfetched values: keep 0)", ge=0, lt=1)
+    weight_decay: float = setting(0.0, "SGD weight decay (decay moves unfetched values: keep 0)", ge=0)
+    label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy", ge=0, lt=1)
+    grad_clip: float = setting(1.0, "global gradient-norm clip", gt=0)
+    key_init_source: str = setting(DIGITS, "unlabelled key-init data (an auxiliary data set, clbench.api.auxdata)",
+                                   recipe=False)
+    key_init_limit: Optional[int] = setting(None, "at most this many key-init images (a seeded draw; null: all)", ge=1)
+    key_init_epochs: int = setting(10, "epochs of the EMA k-means key init", ge=1)
     #: EMA k-means steps of the key init: the official run makes 10 epochs over 50,000
     #: CIFAR-100 embeddings at batch 256 = 1,960 steps; on a smaller key-init set the
     #: epochs repeat until this many steps are done (None: exactly key_init_epochs epochs)
-    key_init_steps: Optional[int] = 1960
-    ema_decay: float = 0.95
-    ema_eps: float = 1e-5  # Laplace smoothing of the EMA cluster sizes
-    dead_key_factor: float = 0.1  # restart keys whose EMA count < factor * batch_size / P
-    mask_unused: bool = True  # at evaluation, route each head to its nearest USED key
-    encoder: str = field(default="backbone", metadata={"recipe": False})  # backbone | identity (flattened pixels)
-    codebook_chunk: int = field(default=16, metadata={"recipe": False})  # codebooks per distance block (memory)
-    precompute: bool = field(default=True, metadata={"recipe": False})  # encode once (cached), else every batch
+    key_init_steps: Optional[int] = setting(1960, "EMA k-means steps of the key init (null: key_init_epochs epochs)",
+                                            ge=1)
+    ema_decay: float = setting(0.95, "EMA decay of the key init", gt=0, lt=1)
+    ema_eps: float = setting(1e-5, "Laplace smoothing of the EMA cluster sizes", gt=0)
+    dead_key_factor: float = setting(0.1, "restart keys whose EMA count < factor * batch_size / P", ge=0)
+    mask_unused: bool = setting(True, "at evaluation, route each head to its nearest USED key")
+    encoder: str = setting("backbone", "the frozen encoder: the run's backbone, or identity (flattened pixels)",
+                           choices=("backbone", "identity"), recipe=False)
+    codebook_chunk: int = setting(16, "codebooks per distance block (memory only)", ge=1, recipe=False)
+    precompute: bool = setting(True, "encode once (cached), else every batch (speed only)", recipe=False)
 
 
 
@@ -107,9 +111,9 @@ class DKVB(Strategy):
     def __init__(self, config: DKVBConfig, info, backbone=None, **kwargs) -> None:
         super().__init__(config, info, backbone, **kwargs)
         c = config
-        if c.topk < 1 or c.topk > c.pairs_per_codebook or c.codebook_chunk < 1:
-            raise ValueError(f"need 1 <= topk <= pairs_per_codebook and codebook_chunk >= 1; got topk={c.topk}, "
-                             f"pairs_per_codebook={c.pairs_per_codebook}, codebook_chunk={c.codebook_chunk}")
+        if c.topk > c.pairs_per_codebook:
+            raise ValueError(f"strategy.topk={c.topk} exceeds strategy.pairs_per_codebook={c.pairs_per_codebook}; "
+                             f"valid: 1 <= topk <= pairs_per_codebook")
         self.encoder = build_frozen_encoder(c.encoder, backbone, info.input_shape)
         C, P, dk, K = c.num_codebooks, c.pairs_per_codebook, c.key_dim, info.num_classes
         self.in_dim = output_dim(self.encoder, info.input_shape)

@@ -40,7 +40,7 @@ Our design where the paper text was not available to us (each is a config field)
   ``bn_stats``: ``refresh`` (default: chosen BatchNorms run in train mode, so their
   running statistics are re-estimated on buffer data during the phase) or ``frozen``
   (every BatchNorm in eval mode; the chosen ones' affine parameters still learn).
-- Buffer: reservoir sampling over the whole stream (``clbench.buffers.ReservoirBuffer``)
+- Buffer: reservoir sampling over the whole stream (``clbench.api.buffers.ReservoirBuffer``)
   of raw inputs, labels and (k-FPF-KD) the logits of the training forward pass. The
   head spans all ``info.num_classes`` classes from the start, so stored logits have a
   fixed width. The add-on uses the strategy's own buffer where it has one
@@ -65,7 +65,7 @@ Our design where the paper text was not available to us (each is a config field)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
@@ -73,9 +73,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from clbench.addon import Addon, AddonConfig, register_addon
-from clbench.buffers import ClassBalancedBuffer, ReservoirBuffer
-from clbench.strategy import register_strategy
+from clbench.fields import setting
+from clbench.api.addon import Addon, AddonConfig, register_addon
+from clbench.api.buffers import ClassBalancedBuffer, ReservoirBuffer
+from clbench.api.strategy import register_strategy
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Batch, ScenarioInfo, StepStats
 from strategies.baselines import Finetune, FinetuneConfig, classification_loss
 
@@ -83,33 +84,6 @@ MODULE_PRESETS = ("bn_fc", "bn_fc_last_stage", "fc", "auto")
 BN_STATS = ("refresh", "frozen")
 BUFFER_SOURCES = ("auto", "strategy", "own")
 Buffer = Union[ReservoirBuffer, ClassBalancedBuffer]
-
-
-def _choice(field_name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{field_name}={value!r} is not a valid choice; valid choices: {list(choices)}")
-
-
-def _at_least(field_name: str, value: float, low: float) -> None:
-    if value < low:
-        raise ValueError(f"{field_name}={value!r} is out of range; it must be >= {low}")
-
-
-def check_fpf_settings(prefix: str, *, iters: int, batch_size: int, lr: float, momentum: float, modules: str,
-                       bn_stats: str, auto_budget: float, auto_window: int, scope: str = "") -> None:
-    """Refuse bad FPF settings with the bad value and the valid range or choices; the
-    field names in messages are ``prefix`` + the phase's fields (``fpf_iters``,
-    ``addon.iters``) and ``scope`` + the others (``modules``, ``addon.modules``)."""
-    _at_least(f"{prefix}iters", iters, 0)
-    _at_least(f"{prefix}batch_size", batch_size, 1)
-    _at_least(f"{prefix}lr", lr, 0.0)
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"{prefix}momentum={momentum!r} is out of range; it must be in [0, 1)")
-    _choice(f"{scope}modules", modules, MODULE_PRESETS)
-    _choice(f"{scope}bn_stats", bn_stats, BN_STATS)
-    if not 0.0 < auto_budget <= 1.0:
-        raise ValueError(f"{scope}auto_budget={auto_budget!r} is out of range; it must be in (0, 1]")
-    _at_least(f"{scope}auto_window", auto_window, 1)
 
 
 # -- which modules ----------------------------------------------------------------------
@@ -166,7 +140,8 @@ def last_stage_names(model: nn.Module) -> list[str]:
 
 def preset_names(model: nn.Module, preset: str) -> list[str]:
     """The modules a preset names, outermost first, without modules nested in another."""
-    _choice("modules", preset, MODULE_PRESETS)
+    if preset not in MODULE_PRESETS:
+        raise ValueError(f"modules={preset!r} is not a valid choice; valid choices: {list(MODULE_PRESETS)}")
     if preset == "auto":
         raise ValueError("modules='auto' is chosen by the sensitivity score, not a fixed list")
     names = head_names(model)
@@ -295,9 +270,7 @@ class FPF:
     """
 
     def __init__(self, *, iters: int, batch_size: int, lr: float, momentum: float, modules: str, bn_stats: str,
-                 auto_budget: float, auto_window: int, prefix: str = "", scope: str = "") -> None:
-        check_fpf_settings(prefix, iters=iters, batch_size=batch_size, lr=lr, momentum=momentum, modules=modules,
-                           bn_stats=bn_stats, auto_budget=auto_budget, auto_window=auto_window, scope=scope)
+                 auto_budget: float, auto_window: int) -> None:
         self.iters, self.batch_size, self.lr, self.momentum = iters, batch_size, lr, momentum
         self.modules, self.bn_stats, self.auto_budget = modules, bn_stats, auto_budget
         self.sensitivity = Sensitivity(auto_window) if modules == "auto" else None
@@ -415,17 +388,21 @@ class FPFAddonConfig(AddonConfig):
     it has one, else an own reservoir of ``buffer_size``), ``strategy`` (must have one)
     or ``own``. The other fields: see the module docstring."""
 
-    iters: int = field(default=300, metadata={"recipe": "ours"})
-    batch_size: int = field(default=32, metadata={"recipe": "ours"})
-    lr: float = field(default=0.01, metadata={"recipe": "ours"})
-    momentum: float = field(default=0.0, metadata={"recipe": "ours"})
-    modules: str = "bn_fc"
-    bn_stats: str = field(default="refresh", metadata={"recipe": "ours"})
-    buffer: str = field(default="auto", metadata={"recipe": "ours"})
-    buffer_size: int = field(default=500, metadata={"recipe": "ours"})
-    every_experience: bool = field(default=False, metadata={"recipe": "ours"})
-    auto_budget: float = field(default=0.05, metadata={"recipe": "ours"})
-    auto_window: int = field(default=50, metadata={"recipe": "ours"})
+    iters: int = setting(300, "SGD iterations of one FPF phase", ge=0, recipe="ours")
+    batch_size: int = setting(32, "replayed samples per FPF iteration", ge=1, recipe="ours")
+    lr: float = setting(0.01, "SGD learning rate of FPF", ge=0, recipe="ours")
+    momentum: float = setting(0.0, "SGD momentum of FPF", ge=0, lt=1, recipe="ours")
+    modules: str = setting("bn_fc", "the modules FPF finetunes (a preset, or auto: the sensitivity score)",
+                           choices=MODULE_PRESETS)
+    bn_stats: str = setting("refresh", "BatchNorm statistics during FPF: refreshed on buffer data, or frozen",
+                            choices=BN_STATS, recipe="ours")
+    buffer: str = setting("auto", "the buffer FPF replays: the strategy's if it has one, it must, or its own",
+                          choices=BUFFER_SOURCES, recipe="ours")
+    buffer_size: int = setting(500, "samples in the add-on's own reservoir", ge=1, recipe="ours")
+    every_experience: bool = setting(False, "also run FPF after each experience (where boundaries are visible)",
+                                     recipe="ours")
+    auto_budget: float = setting(0.05, "modules=auto: share of the parameters finetuned", gt=0, le=1, recipe="ours")
+    auto_window: int = setting(50, "modules=auto: steps per interval of the sensitivity score", ge=1, recipe="ours")
 
 
 @register_addon("fpf")
@@ -437,11 +414,8 @@ class FPFAddon(Addon):
     def __init__(self, config: FPFAddonConfig, info: ScenarioInfo, *, seed: int = 0) -> None:
         super().__init__(config, info, seed=seed)
         c = config
-        _choice("addon.buffer", c.buffer, BUFFER_SOURCES)
-        _at_least("addon.buffer_size", c.buffer_size, 1)
         self.fpf = FPF(iters=c.iters, batch_size=c.batch_size, lr=c.lr, momentum=c.momentum, modules=c.modules,
-                       bn_stats=c.bn_stats, auto_budget=c.auto_budget, auto_window=c.auto_window,
-                       prefix="addon.", scope="addon.")
+                       bn_stats=c.bn_stats, auto_budget=c.auto_budget, auto_window=c.auto_window)
         self.own_buffer: Optional[ReservoirBuffer] = None
         self.steps = 0
 
@@ -517,19 +491,21 @@ class KFPFConfig(FinetuneConfig):
     epochs: int = 50
     batch_size: int = 32
     optimizer: str = "sgd"
-    lr: float = field(default=0.1, metadata={"recipe": "ours"})
-    momentum: float = field(default=0.0, metadata={"recipe": "ours"})
+    lr: float = setting(0.1, "SGD learning rate on the stream", gt=0, recipe="ours")
+    momentum: float = setting(0.0, "SGD momentum on the stream", ge=0, lt=1, recipe="ours")
     weight_decay: float = 0.0
-    buffer_size: int = 500
-    k: int = field(default=10, metadata={"recipe": "ours"})
-    fpf_iters: int = field(default=300, metadata={"recipe": "ours"})
-    fpf_batch_size: int = field(default=32, metadata={"recipe": "ours"})
-    fpf_lr: float = field(default=0.01, metadata={"recipe": "ours"})
-    fpf_momentum: float = field(default=0.0, metadata={"recipe": "ours"})
-    modules: str = "bn_fc"
-    bn_stats: str = field(default="refresh", metadata={"recipe": "ours"})
-    auto_budget: float = field(default=0.05, metadata={"recipe": "ours"})
-    auto_window: int = field(default=50, metadata={"recipe": "ours"})
+    buffer_size: int = setting(500, "reservoir buffer replayed by the FPF phases", ge=1)
+    k: int = setting(10, "FPF phases over the whole stream (every ceil(N / k) steps)", ge=1, recipe="ours")
+    fpf_iters: int = setting(300, "SGD iterations of one FPF phase", ge=0, recipe="ours")
+    fpf_batch_size: int = setting(32, "replayed samples per FPF iteration", ge=1, recipe="ours")
+    fpf_lr: float = setting(0.01, "SGD learning rate of FPF", ge=0, recipe="ours")
+    fpf_momentum: float = setting(0.0, "SGD momentum of FPF", ge=0, lt=1, recipe="ours")
+    modules: str = setting("bn_fc", "the modules FPF finetunes (a preset, or auto: the sensitivity score)",
+                           choices=MODULE_PRESETS)
+    bn_stats: str = setting("refresh", "BatchNorm statistics during FPF: refreshed on buffer data, or frozen",
+                            choices=BN_STATS, recipe="ours")
+    auto_budget: float = setting(0.05, "modules=auto: share of the parameters finetuned", gt=0, le=1, recipe="ours")
+    auto_window: int = setting(50, "modules=auto: steps per interval of the sensitivity score", ge=1, recipe="ours")
 
 
 @register_strategy("kfpf")
@@ -548,16 +524,11 @@ class KFPF(Finetune):
     def __init__(self, config: KFPFConfig, info: ScenarioInfo, backbone: Any = None, **kwargs: Any) -> None:
         super().__init__(config, info, backbone, **kwargs)
         c = config
-        _at_least("k", c.k, 1)
-        _at_least("buffer_size", c.buffer_size, 1)
-        _at_least("epochs", c.epochs, 1)
-        _at_least("batch_size", c.batch_size, 1)
         self.planned_steps = planned_steps(info.stream_size, c.batch_size, c.epochs, info.visibility.boundaries)
         self.period = math.ceil(self.planned_steps / c.k)
         self.buffer = ReservoirBuffer(c.buffer_size, self.generator)
         self.fpf = FPF(iters=c.fpf_iters, batch_size=c.fpf_batch_size, lr=c.fpf_lr, momentum=c.fpf_momentum,
-                       modules=c.modules, bn_stats=c.bn_stats, auto_budget=c.auto_budget, auto_window=c.auto_window,
-                       prefix="fpf_")
+                       modules=c.modules, bn_stats=c.bn_stats, auto_budget=c.auto_budget, auto_window=c.auto_window)
         self.fpf.check(self)
         self.steps = 0
 
@@ -600,7 +571,7 @@ class KFPF(Finetune):
 class KFPFKDConfig(KFPFConfig):
     """k-FPF-KD: ``kd_alpha`` weighs the MSE between current and stored logits."""
 
-    kd_alpha: float = 0.3
+    kd_alpha: float = setting(0.3, "weight of the MSE between current and stored logits", ge=0)
 
 
 @register_strategy("kfpf_kd")
@@ -611,7 +582,6 @@ class KFPFKD(KFPF):
 
     def __init__(self, config: KFPFKDConfig, info: ScenarioInfo, backbone: Any = None, **kwargs: Any) -> None:
         super().__init__(config, info, backbone, **kwargs)
-        _at_least("kd_alpha", config.kd_alpha, 0.0)
         self.kd_alpha = config.kd_alpha
 
     def remember(self, batch: Batch, logits: torch.Tensor) -> None:

@@ -55,23 +55,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.pretrain import pretrain_backbone
-from clbench.auxdata import AuxData
-from clbench.backbones import (BACKBONE_PRESETS, NORMALIZATIONS, VIT_B16_TIMM, BackboneConfig, ViTBackbone,
-                               create_backbone)
-from clbench.features import cache_root
-from clbench.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.api.auxdata import AuxData
+from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.fields import setting
+from clbench.models.backbones import BACKBONE_PRESETS, NORMALIZATIONS, BackboneConfig, create_backbone
+from clbench.models.pretrain import TRUNK_CHOICES, pretrain_on_digits, resolve_trunk
+from clbench.models.vit import VIT_B16_TIMM, ViTBackbone
+from clbench.paths import weights_cache_dir
 from clbench.types import CLASS_INCREMENTAL, MULTILABEL, Batch, ExperienceInfo, ScenarioInfo, StepStats
-from clbench.view import LearnerView
+from clbench.api.view import LearnerView
 
 
 # -- the paper's recipes ----------------------------------------------------------------
@@ -97,7 +96,6 @@ RECIPES: dict[str, Recipe] = {
 RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(Recipe))
 #: data sets the paper used; 224-px-class inputs for which MULTI-LANE wants ViT-B/16
 PAPER_DATASETS = ("coco2014", "voc2007", "cifar100")
-TRUNK_CHOICES = ("auto", "backbone", "digits", "random")
 AUGMENT_CHOICES = ("paper", "scenario")
 
 
@@ -132,49 +130,32 @@ class MultiLaneConfig(StrategyConfig):
     (``small_width``), input normalisation, and the largest input side it sees (inputs
     downsized inside the model; None keeps the scenario's size)."""
 
-    epochs: Optional[int] = None
-    batch_size: Optional[int] = None
-    lr: Optional[float] = None
-    selectors: Optional[int] = None
-    prompt_length: Optional[int] = None
-    prompt_layers: Optional[int] = None
-    weight_decay: float = 0.0
-    augment: str = "paper"
-    test_crop: float = 0.875
-    l2_normalize: bool = True
-    trunk: str = field(default="auto", metadata={"recipe": False})
-    pretrain_epochs: int = field(default=10, metadata={"recipe": False})
-    pretrain_side: int = field(default=16, metadata={"recipe": False})
-    pretrain_seed: int = field(default=0, metadata={"recipe": False})
-    cache_dir: Optional[str] = field(default=None, metadata={"recipe": False})
-    small_width: int = field(default=16, metadata={"recipe": False})
-    small_normalize: str = field(default="half", metadata={"recipe": False})
-    small_max_side: Optional[int] = field(default=32, metadata={"recipe": False})
+    epochs: Optional[int] = setting(None, "epochs per task (null: the recipe's)", ge=1)
+    batch_size: Optional[int] = setting(None, "samples per training batch (null: the recipe's)", ge=1)
+    lr: Optional[float] = setting(None, "Adam learning rate, cosine schedule (null: the recipe's)", gt=0)
+    selectors: Optional[int] = setting(None, "M: selector tokens per lane (null: the recipe's)", ge=1)
+    prompt_length: Optional[int] = setting(None, "L_p: prefix-prompt length (null: the recipe's)", ge=0)
+    prompt_layers: Optional[int] = setting(None, "blocks with prefix prompts (null: the recipe's)", ge=0)
+    weight_decay: float = setting(0.0, "Adam weight decay", ge=0)
+    augment: str = setting("paper", "training augmentation: the paper's or the scenario's", choices=AUGMENT_CHOICES)
+    test_crop: float = setting(0.875, "central fraction kept at test (224 of 256)", gt=0, le=1)
+    l2_normalize: bool = setting(True, "L2-normalise the lane-CLS before the head")
+    trunk: str = setting("auto", "where the frozen ViT's weights come from", choices=TRUNK_CHOICES, recipe=False)
+    pretrain_epochs: int = setting(10, "epochs of the offline digits pretraining (trunk=digits)", ge=1, recipe=False)
+    pretrain_side: int = setting(16, "image side of the offline digits pretraining", ge=4, recipe=False)
+    pretrain_seed: int = setting(0, "seed of the offline digits pretraining", ge=0, recipe=False)
+    cache_dir: Optional[str] = setting(None, "where pretrained trunks are cached (default $CLBENCH_CACHE/weights)",
+                                       recipe=False)
+    small_width: int = setting(16, "vit_small: embedding width / 6", ge=1, recipe=False)
+    small_normalize: str = setting("half", "vit_small: input normalisation", choices=tuple(NORMALIZATIONS),
+                                   recipe=False)
+    small_max_side: Optional[int] = setting(32, "vit_small: largest input side it sees (null: the scenario's)", ge=4,
+                                            recipe=False)
 
 
 def resolve_config(config: MultiLaneConfig, recipe: Recipe) -> MultiLaneConfig:
-    """``config`` with every recipe field left at None set to ``recipe``'s value; refuses
-    values out of range with the valid range."""
-    c = dataclasses.replace(config, **{k: getattr(recipe, k) for k in RECIPE_FIELDS if getattr(config, k) is None})
-    checks = {
-        "epochs": c.epochs >= 1, "batch_size": c.batch_size >= 1, "lr": c.lr > 0, "selectors": c.selectors >= 1,
-        "prompt_length": c.prompt_length >= 0, "prompt_layers": c.prompt_layers >= 0,
-        "weight_decay": c.weight_decay >= 0, "test_crop": 0.0 < c.test_crop <= 1.0,
-        "pretrain_epochs": c.pretrain_epochs >= 1,
-        "small_max_side": c.small_max_side is None or c.small_max_side >= 4, "pretrain_side": c.pretrain_side >= 4,
-        "small_width": c.small_width >= 1,
-    }
-    ranges = {"epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0", "selectors": ">= 1", "prompt_length": ">= 0",
-              "prompt_layers": ">= 0", "weight_decay": ">= 0", "test_crop": "in (0, 1]", "pretrain_epochs": ">= 1",
-              "small_max_side": ">= 4 or null", "pretrain_side": ">= 4", "small_width": ">= 1"}
-    for name, ok in checks.items():
-        if not ok:
-            raise ValueError(f"strategy.{name}={getattr(c, name)!r} is out of range; valid: {ranges[name]}")
-    if c.augment not in AUGMENT_CHOICES:
-        raise ValueError(f"unknown strategy.augment {c.augment!r}; valid choices: {list(AUGMENT_CHOICES)}")
-    if c.trunk not in TRUNK_CHOICES:
-        raise ValueError(f"unknown strategy.trunk {c.trunk!r}; valid choices: {list(TRUNK_CHOICES)}")
-    return c
+    """``config`` with every recipe field left at None set to ``recipe``'s value."""
+    return dataclasses.replace(config, **{k: getattr(recipe, k) for k in RECIPE_FIELDS if getattr(config, k) is None})
 
 
 # -- lanes ------------------------------------------------------------------------------
@@ -319,12 +300,12 @@ class MultiLane(Strategy):
         self.recipe_name = recipe_for(info)
         self.requested = config
         self.config = resolve_config(config, RECIPES[self.recipe_name])
-        if self.config.small_normalize not in NORMALIZATIONS:
-            raise ValueError(f"unknown strategy.small_normalize {self.config.small_normalize!r}; "
-                             f"valid choices: {sorted(NORMALIZATIONS)}")
         bb = small_vit_config(backbone or BACKBONE_PRESETS[self.preferred_backbone(info)], self.config, info)
         self.backbone_config = bb
-        self.trunk_kind = resolve_trunk(self.config.trunk, bb)
+        self.trunk_kind = resolve_trunk(
+            self.config.trunk, bb, method="MULTI-LANE", offline_backbone="vit_small",
+            weights_hint="backbone.weights=hub (timm's Hugging Face cache) or "
+                         "backbone.weights=/path/to/model.safetensors")
         if self.trunk_kind == "digits" and info.dataset == "digits":
             raise ValueError(f"strategy.trunk=digits pretrains on sklearn digits, which is the stream's own data set "
                              f"({info.name!r}); pass backbone.weights=<file> or strategy.trunk=random")
@@ -393,12 +374,15 @@ class MultiLane(Strategy):
             return
         if len(self.lanes):
             raise RuntimeError("the frozen ViT must be prepared before any lane is learnt")
-        c = self.config
+        c, side, channels = self.config, self.pretrain_side, self.info.input_shape[0]
+        bb = dataclasses.replace(self.backbone_config, weights="none", input_size=side)  # trained at `side` px
+        settings = {"recipe": "multilane-digits-v2", "backbone": dataclasses.asdict(bb), "channels": channels,
+                    "epochs": c.pretrain_epochs, "seed": c.pretrain_seed}
         path, self.pretraining = pretrain_on_digits(
-            self.backbone_config, self.info.input_shape[0], side=self.pretrain_side, epochs=c.pretrain_epochs,
-            seed=c.pretrain_seed, device=self.device, digits=aux["pretraining"],
-            cache_dir=Path(c.cache_dir).expanduser() if c.cache_dir else default_cache_dir(),
-        )
+            bb, (channels, side, side), aux["pretraining"].data, epochs=c.pretrain_epochs, seed=c.pretrain_seed,
+            batch_size=32, device=self.device, cache_dir=weights_cache_dir(c.cache_dir), method="multilane",
+            key_settings=settings, data_note=f"sklearn.datasets.load_digits (8x8, resized to {side}x{side})",
+            meta={"side": side})
         state = torch.load(path, map_location="cpu", weights_only=True)
         load_resampled(self.backbone.trunk, state)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
@@ -412,7 +396,7 @@ class MultiLane(Strategy):
         frozen; a new Adam and cosine schedule over the new lane alone."""
         if not self.trunk_ready:
             raise RuntimeError("the small ViT is pretrained in prepare(aux): the protocol calls it before the stream "
-                               "(by hand: s.prepare(clbench.auxdata.aux_for(s)))")
+                               "(by hand: s.prepare(clbench.api.auxdata.aux_for(s)))")
         seen = {c for lane in self.lanes for c in lane.classes}
         if seen & set(info.classes):
             raise ValueError(f"classes {sorted(seen & set(info.classes))} already have a lane; MULTI-LANE learns each "
@@ -634,52 +618,6 @@ def small_vit_config(backbone: BackboneConfig, config: MultiLaneConfig, info: Sc
             and max(info.input_shape[-2:]) > config.small_max_side:
         changes["input_size"] = config.small_max_side
     return dataclasses.replace(backbone, **changes)
-
-
-def resolve_trunk(choice: str, backbone: BackboneConfig) -> str:
-    """Where the frozen ViT's weights come from; refuses a silent random trunk."""
-    if choice not in TRUNK_CHOICES:
-        raise ValueError(f"unknown strategy.trunk {choice!r}; valid choices: {list(TRUNK_CHOICES)}")
-    has_weights = backbone.weights != "none"
-    if choice == "auto":
-        if has_weights:
-            return "backbone"
-        if backbone.name == "vit_small":
-            return "digits"
-        raise ValueError(
-            f"MULTI-LANE runs on a frozen pretrained ViT, but backbone.weights=none for {backbone.name}. Pass "
-            f"backbone.weights=hub (timm's Hugging Face cache) or backbone.weights=/path/to/model.safetensors, "
-            f"or strategy.trunk=random for a random frozen ViT (recorded as a deviation)")
-    if choice == "backbone" and not has_weights:
-        raise ValueError("strategy.trunk=backbone needs backbone.weights (hub or a file path)")
-    if choice in ("digits", "random") and has_weights:
-        raise ValueError(f"strategy.trunk={choice} builds its own ViT weights, but backbone.weights="
-                         f"{backbone.weights!r} was given too; use strategy.trunk=backbone or backbone.weights=none")
-    return choice
-
-
-# -- an offline pretrained small ViT: supervised pretraining on scikit-learn's digits ---------
-def default_cache_dir() -> Path:
-    """``<clbench cache>/weights``; with ``CLBENCH_CACHE=off``, a folder under the temp dir."""
-    root = cache_root()
-    return (root if root is not None else Path(tempfile.gettempdir()) / "clbench") / "weights"
-
-
-def pretrain_on_digits(
-    config: BackboneConfig, channels: int, *, side: int, epochs: int, seed: int, device: torch.device,
-    cache_dir: Path, digits: AuxData,
-) -> tuple[Path, dict]:
-    """Train ``config``'s ViT (random init) at ``side`` px with a temporary linear head
-    on its CLS feature to classify scikit-learn's 8x8 digits resized to ``side``; Adam
-    1e-3, batch 32; cached (``clbench.pretrain``); :func:`load_resampled` fits the weights
-    to another input side. Returns the weights file and facts for the record."""
-    config = dataclasses.replace(config, weights="none", input_size=side)
-    settings = {"recipe": "multilane-digits-v2", "backbone": dataclasses.asdict(config), "channels": channels,
-                "epochs": epochs, "seed": seed}
-    return pretrain_backbone(config, (channels, side, side), digits.data, epochs=epochs, seed=seed, batch_size=32,
-                             device=device, cache_dir=cache_dir, file_prefix=f"multilane-digits-{config.name}",
-                             key_settings=settings,
-                             meta={"data": f"sklearn.datasets.load_digits (8x8, resized to {side}x{side})", "side": side})
 
 
 def load_resampled(trunk: nn.Module, state: dict) -> None:

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.features import build_frozen_encoder, output_dim
-from clbench.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.fields import setting
+from clbench.models.features import build_frozen_encoder, output_dim
+from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Batch, StepStats
 from strategies.dkvb import encoder_deviations
 
@@ -26,12 +27,13 @@ class ProbeConfig(StrategyConfig):
 
     epochs: int = 2000
     batch_size: int = 256
-    lr: float = 1e-3
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.1
-    grad_clip: float = 1.0
-    encoder: str = "backbone"  # backbone (the run's backbone config) | identity (flattened pixels)
+    lr: float = setting(1e-3, "SGD learning rate", gt=0)
+    momentum: float = setting(0.0, "SGD momentum", ge=0, lt=1)
+    weight_decay: float = setting(0.0, "SGD weight decay", ge=0)
+    label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy", ge=0, lt=1)
+    grad_clip: float = setting(1.0, "global gradient-norm clip", gt=0)
+    encoder: str = setting("backbone", "the frozen encoder: the run's backbone, or identity (flattened pixels)",
+                           choices=("backbone", "identity"))
 
 
 class FrozenProbe(Strategy):

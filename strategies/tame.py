@@ -61,19 +61,21 @@ of returning to the old one (the rule has no second look; seen on split_fmnist_r
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.backbones import (BACKBONE_PRESETS, BACKBONES, Backbone, BackboneConfig, InputAdapter, create_backbone,
-                               load_weights_file)
-from clbench.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.api.buffers import PriorityBuffer
+from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.fields import setting
+from clbench.models.backbones import (BACKBONE_PRESETS, Backbone, BackboneConfig, InputAdapter, create_backbone,
+                                      load_weights_file, register_backbone)
+from clbench.rng import seeded_from
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, Batch, Prediction, ScenarioInfo, StepStats
 
 
@@ -109,21 +111,11 @@ def _lenet5(config: BackboneConfig, input_shape: tuple[int, ...]) -> Backbone:
     return Backbone(InputAdapter(c, config.input_size, config.normalize), trunk, trunk.out_features, source)
 
 
-def _register_lenet5() -> None:
-    """``backbone=lenet5``: TAME's MNIST network, offered to every strategy, with inputs
-    scaled to [-1, 1] (``normalize: half``; the official code normalises MNIST by its mean
-    and std: unnormalised [0, 1] inputs leave LeNet-5 with the sigmoid loss on its ln 2
-    plateau for ~65 batches, measured on Fashion-MNIST). A plugin has no core function to
-    add a backbone preset yet; this does what one would."""
-    if not BACKBONES.is_registered("lenet5"):
-        BACKBONES.register("lenet5", _lenet5)
-    BACKBONE_PRESETS.setdefault("lenet5", BackboneConfig(name="lenet5", normalize="half"))
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(group="backbone", name="lenet5", node=BACKBONE_PRESETS["lenet5"])
-
-
-_register_lenet5()
+#: ``backbone=lenet5``: TAME's MNIST network, offered to every strategy, with inputs scaled
+#: to [-1, 1] (``normalize: half``; the official code normalises MNIST by its mean and std:
+#: unnormalised [0, 1] inputs leave LeNet-5 with the sigmoid loss on its ln 2 plateau for
+#: ~65 batches, measured on Fashion-MNIST)
+register_backbone("lenet5", _lenet5, BackboneConfig(name="lenet5", normalize="half"))
 
 
 # -- experts, selector and their pruning masks ---------------------------------------------
@@ -227,78 +219,6 @@ def masked_step(net: ExpertNet, optimizer: torch.optim.Optimizer, x: torch.Tenso
 
 # -- memories ---------------------------------------------------------------------------------
 
-class PriorityBuffer:
-    """A random-priority memory split into equal shares per group (TAME's buffers).
-
-    ``groups`` x ``per_group`` slots. Each offered sample draws a uniform priority; a
-    group keeps the ``per_group`` highest priorities it was offered (the official code's
-    per-class heaps: push, then pop the lowest), i.e. a uniform random subset of what it
-    was offered. With group = class and per_group = capacity // num_classes this is the
-    selector's class-balanced buffer; with one group, the per-stretch pruning buffer.
-
-    Unlike ``clbench.buffers.ClassBalancedBuffer`` (CLIB's variant, which fills the whole
-    capacity at once and shares it among the classes seen so far), each class has a fixed
-    share from the start, as in TAME's code (capacity / number of classes of the data set).
-    """
-
-    def __init__(self, groups: int, per_group: int, generator: torch.Generator) -> None:
-        if groups < 1 or per_group < 0:
-            raise ValueError(f"a priority buffer needs groups >= 1 and per_group >= 0, got {groups} and {per_group}")
-        self.groups, self.per_group, self.generator = groups, per_group, generator
-        self.priority = torch.full((groups * per_group,), -1.0, dtype=torch.float64)  # -1: empty slot
-        self.fields: dict[str, torch.Tensor] = {}
-        self.offered = 0
-
-    @property
-    def capacity(self) -> int:
-        return self.groups * self.per_group
-
-    def __len__(self) -> int:
-        return int((self.priority >= 0).sum())
-
-    def offer(self, group: torch.Tensor, values: Mapping[str, torch.Tensor]) -> None:
-        """Offer each sample in order: ``group[k]`` its group, ``values[name][k]`` its fields."""
-        n = len(group)
-        groups = group.detach().cpu().long()
-        bad = groups[(groups < 0) | (groups >= self.groups)]
-        if len(bad):
-            raise ValueError(f"buffer group {int(bad[0])} out of range; valid groups: 0..{self.groups - 1}")
-        prio = torch.rand(n, generator=self.generator, dtype=torch.float64)
-        self.offered += n
-        if self.per_group == 0:
-            return
-        for k in range(n):
-            lo = int(groups[k]) * self.per_group
-            share = self.priority[lo:lo + self.per_group]
-            j = int(torch.argmin(share))
-            if share[j] >= prio[k]:
-                continue
-            slot = lo + j
-            self.priority[slot] = prio[k]
-            for name, v in values.items():
-                if name not in self.fields:
-                    self.fields[name] = torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype, device=v.device)
-                self.fields[name][slot] = v[k]
-
-    def all(self) -> Optional[dict[str, torch.Tensor]]:
-        """Every stored sample's fields, in slot order; None when empty."""
-        idx = torch.nonzero(self.priority >= 0).flatten()
-        if len(idx) == 0:
-            return None
-        return {name: v[idx.to(v.device)] for name, v in self.fields.items()}
-
-    def clear(self) -> None:
-        self.priority.fill_(-1.0)
-
-    def state_dict(self) -> dict:
-        return {"groups": self.groups, "per_group": self.per_group, "offered": self.offered,
-                "priority": self.priority, "fields": dict(self.fields)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.groups, self.per_group = int(state["groups"]), int(state["per_group"])
-        self.offered, self.priority, self.fields = int(state["offered"]), state["priority"], dict(state["fields"])
-
-
 class SeenSamples:
     """Identities of the samples seen so far (a hash of each raw input and its label), so
     that a sample repeated in the stream is offered to the memories only the first time
@@ -333,17 +253,6 @@ class SeenSamples:
         self.ids = set(state["ids"].tolist())
 
 
-@contextlib.contextmanager
-def seeded_from(generator: torch.Generator) -> Iterator[None]:
-    """Run a block (e.g. a module's weight init) on torch's global RNG seeded from
-    ``generator``, leaving the global RNG as it was: all of TAME's randomness comes from
-    the strategy's own generator."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 # -- the strategy -------------------------------------------------------------------------------
 
 @dataclass
@@ -352,61 +261,42 @@ class TAMEConfig(StrategyConfig):
     silent). ``window`` and ``std_floor``: the paper's 100 and no floor; the official code
     uses 35 and 0.005."""
 
-    epochs: int = 10  # E: passes over each experience back to back (used where boundaries are visible)
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True  # the paper; the official code uses plain momentum
-    weight_decay: float = 5e-4
-    window: int = 100  # raw losses in each expert's window
-    alpha: float = 0.2  # smoothing factor of the exponentially smoothed losses
-    n_std: float = 3.0  # tau = mean + n_std * std of the window
-    std_floor: float = 0.0  # floor on the window's std (official code: 0.005)
-    buffer_size: int = 5000  # selector memory in samples (capacity // num_classes per class)
-    selector_epochs: int = 200
-    selector_lr: float = 0.1
-    selector_batch_size: int = 128
-    selector_prune: float = 0.5  # global L1 pruning of the selector, then fine-tuning
-    selector_finetune_epochs: int = 200
-    selector_finetune_lr: float = 1e-3
-    selector_finetune_weight_decay: float = 1e-4
-    expert_prune: float = 0.98  # 0 turns expert pruning off
-    expert_prune_epochs: int = 200
-    expert_prune_lr: float = 0.1
-    expert_prune_weight_decay: float = 1e-4
-    prune_buffer_size: int = 500  # samples of an expert's last active stretch, for its fine-tuning
+    epochs: int = setting(10, "E: passes over each experience back to back (used where boundaries are visible)",
+                          ge=1)
+    batch_size: int = setting(128, "samples per training batch", ge=1)
+    lr: float = setting(0.1, "SGD learning rate of the experts", gt=0)
+    momentum: float = setting(0.9, "SGD momentum of the experts", ge=0, lt=1)
+    nesterov: bool = setting(True, "Nesterov momentum (the paper; the official code uses plain momentum)")
+    weight_decay: float = setting(5e-4, "SGD weight decay of the experts", ge=0)
+    window: int = setting(100, "raw losses in each expert's detection window", ge=1)
+    alpha: float = setting(0.2, "smoothing factor of the exponentially smoothed losses", gt=0, le=1)
+    n_std: float = setting(3.0, "tau = mean + n_std * std of the window", ge=0)
+    std_floor: float = setting(0.0, "floor on the window's std (official code: 0.005)", ge=0)
+    buffer_size: int = setting(5000, "selector memory in samples (capacity // num_classes per class)", ge=0)
+    selector_epochs: int = setting(200, "epochs of the selector's training", ge=1)
+    selector_lr: float = setting(0.1, "SGD learning rate of the selector", gt=0)
+    selector_batch_size: int = setting(128, "batch of the selector's and the pruned nets' fine-tuning", ge=1)
+    selector_prune: float = setting(0.5, "global L1 pruning of the selector, then fine-tuning (0: none)", ge=0, lt=1)
+    selector_finetune_epochs: int = setting(200, "epochs of the pruned selector's fine-tuning", ge=0)
+    selector_finetune_lr: float = setting(1e-3, "learning rate of the pruned selector's fine-tuning", gt=0)
+    selector_finetune_weight_decay: float = setting(1e-4, "weight decay of the pruned selector's fine-tuning", ge=0)
+    expert_prune: float = setting(0.98, "sparsity an expert is pruned to when it stops being active (0: none)",
+                                  ge=0, lt=1)
+    expert_prune_epochs: int = setting(200, "epochs of a pruned expert's fine-tuning", ge=0)
+    expert_prune_lr: float = setting(0.1, "learning rate of a pruned expert's fine-tuning", gt=0)
+    expert_prune_weight_decay: float = setting(1e-4, "weight decay of a pruned expert's fine-tuning", ge=0)
+    prune_buffer_size: int = setting(500, "samples of an expert's last active stretch, for its fine-tuning", ge=0)
     #: ours, not the paper's (whose experts are told their task's classes): an expert's own
     #: classes are those that make up at least this share of the samples it trained on
-    own_share: float = field(default=0.05, metadata={"recipe": False})
+    own_share: float = setting(0.05, "share of an expert's samples that makes a class its own", ge=0, lt=1,
+                               recipe=False)
 
 
 def _check_config(c: TAMEConfig, num_classes: int) -> None:
-    checks = [
-        ("window", c.window, c.window >= 1, "an integer >= 1"),
-        ("alpha", c.alpha, 0 < c.alpha <= 1, "a number in (0, 1]"),
-        ("n_std", c.n_std, c.n_std >= 0, "a number >= 0"),
-        ("std_floor", c.std_floor, c.std_floor >= 0, "a number >= 0"),
-        ("momentum", c.momentum, 0 <= c.momentum < 1, "a number in [0, 1)"),
-        ("weight_decay", c.weight_decay, c.weight_decay >= 0, "a number >= 0"),
-        ("selector_epochs", c.selector_epochs, c.selector_epochs >= 1, "an integer >= 1"),
-        ("selector_batch_size", c.selector_batch_size, c.selector_batch_size >= 1, "an integer >= 1"),
-        ("selector_prune", c.selector_prune, 0 <= c.selector_prune < 1, "a number in [0, 1) (0: no pruning)"),
-        ("selector_finetune_epochs", c.selector_finetune_epochs, c.selector_finetune_epochs >= 0, "an integer >= 0"),
-        ("expert_prune", c.expert_prune, 0 <= c.expert_prune < 1, "a number in [0, 1) (0: no expert pruning)"),
-        ("expert_prune_epochs", c.expert_prune_epochs, c.expert_prune_epochs >= 0, "an integer >= 0"),
-        ("prune_buffer_size", c.prune_buffer_size, c.prune_buffer_size >= 0, "an integer >= 0"),
-        ("buffer_size", c.buffer_size, c.buffer_size >= 0, "an integer >= 0"),
-        ("own_share", c.own_share, 0 <= c.own_share < 1, "a number in [0, 1)"),
-    ]
-    for name, value, ok, valid in checks:
-        if not ok:
-            raise ValueError(f"strategy.{name}={value!r} is out of range; valid: {valid}")
+    """The constraints between fields and the scenario (each field's own range is declared on it)."""
     if 0 < c.buffer_size < num_classes:
         raise ValueError(f"strategy.buffer_size={c.buffer_size} leaves no slot per class for {num_classes} classes; "
                          f"valid: 0 (no selector: every sample goes to expert 0) or >= {num_classes}")
-    for name in ("lr", "selector_lr", "selector_finetune_lr", "expert_prune_lr"):
-        if not getattr(c, name) > 0:
-            raise ValueError(f"strategy.{name}={getattr(c, name)!r} is out of range; valid: a number > 0")
     if c.nesterov and c.momentum == 0:
         raise ValueError("strategy.nesterov=true needs strategy.momentum > 0; "
                          "valid: momentum in (0, 1), or nesterov=false")
@@ -780,32 +670,10 @@ class TAME(Strategy):
 
 # -- scoring the switches against the truth (from the record only) --------------------------
 
-def _batch_layout(record: Mapping[str, Any]) -> tuple[list[int], list[int], int]:
-    """(first batch of each stretch of the schedule, experience of each stretch, total
-    batches), as the protocol cut the stream for this record."""
-    sc, st = record["scenario"], record["strategy"]
-    bs = int(st["config"]["batch_size"])
-    sizes, schedule = [int(n) for n in sc["train_sizes"]], [int(e) for e in sc["schedule"]]
-    if not sc["visibility"]["boundaries"]:  # one sequence cut into batches of bs
-        lengths = [sizes[e] * int(sc.get("repeats", 1)) for e in schedule]
-        starts, at = [], 0
-        for n in lengths:
-            starts.append(at // bs)
-            at += n
-        return starts, schedule, -(-at // bs)
-    vf = float((record.get("config") or {}).get("val_fraction", 0.1))  # batches restart at each experience
-    epochs = int(st["config"].get("epochs", 1))
-    starts, at = [], 0
-    for e in schedule:
-        starts.append(at)
-        n = sizes[e] - int(round(sizes[e] * vf))
-        at += epochs * -(-n // bs)
-    return starts, schedule, at
-
-
 def detection_report(record: Any) -> dict:
     """Score TAME's switch events (``strategy.details.switches``) against the true
-    boundaries of the run record (``scenario.train_sizes``, ``schedule``, ``repeats``).
+    boundaries of the run record: where the protocol's stream put the first batch of each
+    stretch of the schedule (``extra.first_steps``; TAME makes one step per batch).
 
     Each switch is assigned to the nearest true boundary (stream segments split halfway
     between boundaries); the first switch of a boundary's segment is its detection
@@ -821,8 +689,13 @@ def detection_report(record: Any) -> dict:
     if "switches" not in details:
         raise ValueError("the record has no TAME switch events (strategy.details.switches); "
                          "detection_report reads the record of a finished TAME run")
+    starts = (rec.get("extra") or {}).get("first_steps")
+    if not starts:
+        raise ValueError("the record does not say where each stretch of the stream began (extra.first_steps, "
+                         "written by the protocol); rerun to score its switches")
     switches = sorted(details["switches"], key=lambda s: s["batch"])
-    starts, schedule, total = _batch_layout(rec)
+    schedule = [int(e) for e in rec["scenario"]["schedule"]]
+    total = int(details["batches_seen"])
     shifts = [i for i in range(1, len(schedule)) if schedule[i] != schedule[i - 1]]
     edges = [starts[i] for i in shifts]
     cuts = [(edges[k - 1] + edges[k]) / 2 if k else edges[0] / 2 for k in range(len(edges))]

@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from clbench.strategy import Strategy, StrategyConfig
+from clbench.api.strategy import Strategy, StrategyConfig
 from clbench.types import Batch, StepStats
 
 

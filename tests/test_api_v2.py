@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from clbench import protocol
-from clbench.addon import Addon, AddonConfig, register_addon
-from clbench.augment import crop_flip
-from clbench.buffers import ClassBalancedBuffer, ReservoirBuffer
-from clbench.strategy import Strategy, StrategyConfig
+from clbench.api.addon import Addon, AddonConfig, register_addon
+from clbench.api.augment import crop_flip
+from clbench.api.buffers import ClassBalancedBuffer, ReservoirBuffer
+from clbench.api.strategy import Strategy, StrategyConfig
 from clbench.types import Batch, Prediction, StepStats
 from scenarios.task_agnostic import as_task_agnostic
 from synthetic import blob_scenario
@@ -176,7 +176,7 @@ def test_non_finite_loss_fails_the_run_and_keeps_the_rows(tmp_path):
     s = Diverging(info=sc.info_for(0.1))
     with pytest.raises(protocol.NonFiniteError, match="step 12 .*experience 2"):
         protocol.run(sc, s, settings=settings(tmp_path, log_every=4))
-    from clbench import records
+    from clbench.results import records
 
     (path,) = (tmp_path / "runs").rglob("*.json")
     rec = records.load(path)
@@ -196,7 +196,7 @@ def test_sigterm_ends_the_run_as_interrupted_with_rows_kept(tmp_path):
     s = Killed(info=sc.info_for(0.1))
     with pytest.raises(protocol.Interrupted):
         protocol.run(sc, s, settings=settings(tmp_path))
-    from clbench import records
+    from clbench.results import records
 
     (path,) = (tmp_path / "runs").rglob("*.json")
     rec = records.load(path)
@@ -269,7 +269,7 @@ class WantsViT(Bias):
 
 
 def test_preferred_backbone_unless_the_user_names_one(tmp_path, monkeypatch):
-    from clbench import launch
+    from clbench.cli import launch
     from clbench.config import compose
 
     captured = {}
@@ -279,7 +279,7 @@ def test_preferred_backbone_unless_the_user_names_one(tmp_path, monkeypatch):
         raise SystemExit
 
     monkeypatch.setattr(protocol, "run", fake_run)
-    from clbench.strategy import STRATEGIES
+    from clbench.api.strategy import STRATEGIES
 
     monkeypatch.setitem(STRATEGIES._items, "naive", type("WantsViTNaive", (STRATEGIES.get("naive"),),
                                                           {"preferred_backbone": classmethod(lambda c, i: "vit_small")}))

@@ -21,11 +21,12 @@ import torch
 
 import scenarios.avalanche_benchmarks as avb  # registers scenario avalanche / avalanche_ti
 import strategies.avalanche_baselines as avl_baselines  # registers avl_*
-from clbench import metrics, protocol
-from clbench.backbones import BACKBONE_PRESETS, BackboneConfig, BackboneWeightsError
+from clbench import protocol
+from clbench.results import metrics
+from clbench.models.backbones import BACKBONE_PRESETS, BackboneConfig, BackboneWeightsError
 from clbench.errors import DataMissingError
-from clbench.evaluation import evaluate_single_label
-from clbench.strategy import STRATEGIES
+from clbench.protocol.evaluation import evaluate_single_label
+from clbench.api.strategy import STRATEGIES
 from clbench.types import CLASS_INCREMENTAL, MULTILABEL, TASK_INCREMENTAL
 from scenarios.sources import load_source
 
@@ -124,7 +125,7 @@ def test_classic_benchmark_offline_names_where_it_looked(tmp_path):
 
 @pytest.mark.slow
 def test_avalanche_benchmark_runs_through_clbench_run(tmp_path):
-    from clbench.launch import run_from_config
+    from clbench.cli.launch import run_from_config
     from clbench.config import compose
 
     cfg = compose(["strategy=naive", "scenario=avalanche_ti", "scenario.n_experiences=2", f"scenario.classes={CLASSES}",
@@ -190,7 +191,7 @@ def test_every_strategy_runs_in_avalanche_loop(name, benchmarks, tmp_path, monke
 def test_strategy_needing_task_ids_is_refused_on_class_incremental(benchmarks):
     from clbench.avalanche import make_strategy
     from clbench.protocol import IncompatibleError
-    from clbench.strategy import Strategy, StrategyConfig, register_strategy
+    from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
 
     name = "_needs_tasks_for_avalanche_test"
     if name not in STRATEGIES:
@@ -300,7 +301,7 @@ def test_clbench_does_not_import_avalanche():
     code = (
         "import sys, io, contextlib\n"
         "import clbench, clbench.cli, clbench.protocol, clbench.config, clbench.avalanche\n"
-        "from clbench.registry import load_plugins\n"
+        "from clbench.config import load_plugins\n"
         "load_plugins()\n"
         "import scenarios.avalanche_benchmarks, strategies.avalanche_baselines\n"
         "from clbench.config import store_configs; store_configs()\n"

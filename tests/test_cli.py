@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from clbench.cli import main
-from clbench.strategy import StrategyConfig, register_strategy
+from clbench.api.strategy import StrategyConfig, register_strategy
 
 from probes import Probe
 

@@ -8,14 +8,14 @@ import dataclasses
 import pytest
 import torch
 
-from clbench.auxdata import aux_for
+from clbench.api.auxdata import aux_for
 from torch import nn
 
 from clbench import protocol
-from clbench.backbones import BackboneConfig, create_backbone
+from clbench.models.backbones import BackboneConfig, create_backbone
 from clbench.config import compose
 from clbench.protocol import IncompatibleError, RunSettings
-from clbench.scenario import Scenario, build_scenario
+from clbench.api.scenario import Scenario, build_scenario
 from clbench.types import TASK_INCREMENTAL, VISIBILITY_BY_KIND, Experience, ExperienceInfo, ScenarioInfo
 from scenarios.class_incremental import ClassIncrementalConfig
 from strategies import clr
@@ -208,7 +208,8 @@ def test_early_stopping_never_looks_at_the_test_split(tmp_path, clean_run, weigh
 def test_cli_defaults_compose_offline_with_cnn28_and_digits_trunk():
     cfg = compose(["strategy=clr", "scenario=split_fmnist_ti", "logger=none"])
     assert cfg.backbone.name == "cnn28" and cfg.strategy.epochs == 60 and cfg.strategy.lr == 1e-3
-    assert clr.resolve_trunk(cfg.strategy.trunk, BackboneConfig(**cfg.backbone)) == "digits"
+    built = CLR(CLRConfig(**{k: v for k, v in cfg.strategy.items()}), info(), BackboneConfig(**cfg.backbone))
+    assert built.trunk_kind == "digits"
     full = compose(["strategy=clr_full", "scenario=split_fmnist_ti", "strategy.patience=5"])
     assert full.strategy.name == "clr_full" and full.strategy.patience == 5
 
@@ -217,7 +218,7 @@ def test_cli_defaults_compose_offline_with_cnn28_and_digits_trunk():
 def test_split53_fixture_routes_global_class_ranges_and_task_ids(tmp_path):
     """Tasks 10, 11 and 53 of split53 (a generated miniature): task ids 9, 10, 52,
     global class ranges, zero forgetting, per-task increment with a task-sized head."""
-    from clbench.launch import run_from_config
+    from clbench.cli.launch import run_from_config
     from fixtures.split53_layout import write_split53_fixture
 
     root = write_split53_fixture(tmp_path / "data", tasks=[10, 11, 53], per_class_train=10, per_class_test=4)

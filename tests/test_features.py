@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from clbench import features
-from clbench.backbones import BackboneConfig, create_backbone
-from clbench.data import TensorData
+from clbench.models import features
+from clbench.models.backbones import BackboneConfig, create_backbone
+from clbench.api.data import TensorData
 
 
 def data(n=40, seed=0, fingerprint=None):

@@ -2,9 +2,9 @@
 import pytest
 
 from clbench import protocol
-from clbench.launch import run_from_config
+from clbench.cli.launch import run_from_config
 from clbench.config import compose, data_root
-from clbench.scenario import build_scenario
+from clbench.api.scenario import build_scenario
 from omegaconf import OmegaConf
 
 from conftest import small_run_overrides

@@ -14,11 +14,13 @@ import pytest
 import torch
 from torch import nn
 
-from clbench import features, protocol
-from clbench.backbones import BackboneConfig
-from clbench.data import TensorData
-from clbench.scenario import Scenario
-from clbench.strategy import Strategy, StrategyConfig
+from clbench import protocol
+
+from clbench.models import features
+from clbench.models.backbones import BackboneConfig
+from clbench.api.data import TensorData
+from clbench.api.scenario import Scenario
+from clbench.api.strategy import Strategy, StrategyConfig
 from clbench.types import Batch, Experience, StepStats
 from strategies.baselines import ERConfig, ExperienceReplay, FinetuneConfig, Naive
 from synthetic import blob_scenario
@@ -168,7 +170,7 @@ def test_adapting_on_predict_calls_does_not_beat_naive(tmp_path):
     from omegaconf import OmegaConf
 
     from clbench.config import compose, data_root
-    from clbench.scenario import build_scenario
+    from clbench.api.scenario import build_scenario
     from conftest import small_run_overrides
 
     cfg = compose(small_run_overrides(tmp_path, "strategy=naive", train_per_class=100, test_per_class=100))

@@ -20,10 +20,10 @@ from torch import nn
 import strategies  # noqa: F401  (registers kfpf, kfpf_kd and the fpf add-on)
 import strategies.kfpf as kfpf_module
 from clbench import protocol
-from clbench.backbones import BackboneConfig
-from clbench.buffers import ReservoirBuffer
-from clbench.data import concat
-from clbench.scenario import Scenario
+from clbench.models.backbones import BackboneConfig
+from clbench.api.buffers import ReservoirBuffer
+from clbench.api.data import concat
+from clbench.api.scenario import Scenario
 from clbench.types import TASK_AGNOSTIC, VISIBILITY_BY_KIND, Batch, Experience, ScenarioInfo
 from scenarios.task_agnostic import as_task_agnostic
 from strategies.baselines import ERConfig, ExperienceReplay, FinetuneConfig, Naive
@@ -440,7 +440,7 @@ def test_bad_settings_are_refused_with_the_valid_choices():
 @pytest.mark.usefixtures("fmnist_available")
 def test_kfpf_kd_on_the_fmnist_stream_and_er_fpf_from_the_command_line(tmp_path):
     from clbench.config import compose
-    from clbench.launch import run_from_config
+    from clbench.cli.launch import run_from_config
 
     cfg = compose(small_run_overrides(tmp_path, "strategy=kfpf_kd", "scenario=split_fmnist_stream", "strategy.k=3",
                                       "strategy.fpf_iters=5", "strategy.buffer_size=100", train_per_class=40,

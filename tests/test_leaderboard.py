@@ -18,12 +18,14 @@ from typing import Optional
 
 import pytest
 
-from clbench import metrics, records
-from clbench.leaderboard import build_leaderboard, leaderboard_command
-from clbench.leaderboard.aggregate import Stat
-from clbench.leaderboard.collect import NON_SCIENTIFIC_KEYS, config_key, group_runs, load_records
-from clbench.leaderboard.latex import escape
-from clbench.records import RunRecord
+from clbench.results import metrics
+
+from clbench.results import records
+from clbench.results.leaderboard import build_leaderboard, leaderboard_command
+from clbench.results.leaderboard.aggregate import Stat
+from clbench.results.leaderboard.collect import NON_SCIENTIFIC_KEYS, config_key, group_runs, load_records
+from clbench.results.leaderboard.latex import escape
+from clbench.results.records import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 

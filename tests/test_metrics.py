@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from clbench import metrics
+from clbench.results import metrics
 
 # Rows: before training, after exp 1, 2, 3. Built so that Chaudhry's forgetting (0.05),
 # Avalanche's (-BWT = 0.025) and PyCIL/Mammoth's (max including the final row, 0.075) differ.

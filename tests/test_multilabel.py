@@ -10,8 +10,8 @@ import torch
 import scenarios.multilabel  # noqa: F401  (registers the family until scenarios/__init__ imports it)
 from clbench import protocol
 from clbench.errors import DataMissingError
-from clbench.evaluation import EVALUATORS
-from clbench.multilabel import average_precisions, evaluate_multilabel, extra_metrics, f1_scores, mean_ap
+from clbench.protocol.evaluation import EVALUATORS
+from clbench.protocol.multilabel import average_precisions, evaluate_multilabel, extra_metrics, f1_scores, mean_ap
 from clbench.types import MULTILABEL
 from scenarios.multilabel import MultilabelConfig, MultiLabelSource, build_multilabel
 from scenarios.sources import MULTI_LABEL, SOURCES, coco, mlfmnist, voc
@@ -309,7 +309,7 @@ def test_named_real_data_presets_compose_and_say_where_data_is_missing(tmp_path,
     from omegaconf import OmegaConf
 
     from clbench.config import compose
-    from clbench.scenario import build_scenario
+    from clbench.api.scenario import build_scenario
 
     cfg = compose([f"scenario={name}", "logger=none", f"data_root={tmp_path}"])
     assert cfg.scenario.kind == MULTILABEL and cfg.scenario.source == source and cfg.backbone.name == "resnet18"
@@ -346,7 +346,7 @@ def test_mosaic_labels_are_exactly_the_classes_in_the_cells():
 @pytest.mark.usefixtures("fmnist_available")
 @pytest.mark.parametrize("strategy", ["naive", "joint", "er"])
 def test_baselines_run_end_to_end_on_mlfmnist(tmp_path, strategy):
-    from clbench.launch import run_from_config
+    from clbench.cli.launch import run_from_config
     from clbench.config import compose
 
     record, path = run_from_config(compose([

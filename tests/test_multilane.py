@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from clbench import protocol
-from clbench.backbones import BACKBONE_PRESETS, BackboneConfig, count_parameters
+from clbench.models.backbones import BACKBONE_PRESETS, BackboneConfig, count_parameters
 from clbench.protocol import RunSettings
-from clbench.scenario import Scenario
+from clbench.api.scenario import Scenario
 from clbench.types import CLASS_INCREMENTAL, MULTILABEL, VISIBILITY_BY_KIND, Batch, ExperienceInfo, ScenarioInfo
 from scenarios.multilabel import MultiLabelSource, multilabel_experiences
 from strategies import multilane
@@ -297,12 +297,12 @@ def test_overrides_are_recorded_and_the_recipe_value_is_not():
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("augment", "mixup", r"unknown strategy.augment 'mixup'; valid choices: \['paper', 'scenario'\]"),
-    ("trunk", "imagenet", r"unknown strategy.trunk 'imagenet'; valid choices"),
-    ("selectors", 0, r"strategy.selectors=0 is out of range; valid: >= 1"),
-    ("test_crop", 1.5, r"strategy.test_crop=1.5 is out of range; valid: in \(0, 1\]"),
+    ("augment", "mixup", r"strategy.augment='mixup' is not a valid choice; valid choices: \['paper', 'scenario'\]"),
+    ("trunk", "imagenet", r"strategy.trunk='imagenet' is not a valid choice; valid choices"),
+    ("selectors", 0, r"strategy.selectors=0 is out of range: must be an integer >= 1"),
+    ("test_crop", 1.5, r"strategy.test_crop=1.5 is out of range: must be a number in \(0, 1\]"),
     ("prompt_layers", 9, r"prompt_layers=9 exceeds the backbone's 6 blocks; valid: 0..6"),
-    ("small_normalize", "zca", r"unknown strategy.small_normalize 'zca'; valid choices"),
+    ("small_normalize", "zca", r"strategy.small_normalize='zca' is not a valid choice; valid choices"),
 ])
 def test_bad_settings_are_refused_with_the_valid_choices(field, value, match):
     with pytest.raises(ValueError, match=match):
@@ -370,9 +370,9 @@ def test_mlfmnist_end_to_end_with_a_digits_pretrained_small_vit(tmp_path, fmnist
     """``mlfmnist`` through the launcher: the small ViT (preferred for 56-px inputs) is
     pretrained on sklearn digits in ``prepare`` and cached; the record names the source,
     the per-task increment and the deviations."""
-    from clbench.auxdata import aux_for
+    from clbench.api.auxdata import aux_for
     from clbench.config import compose
-    from clbench.launch import run_from_config
+    from clbench.cli.launch import run_from_config
 
     cfg = compose([
         "logger=none", "progress=false", f"results_dir={tmp_path}", "device=cpu", "strategy=multilane",

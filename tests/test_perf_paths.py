@@ -8,12 +8,12 @@ import io
 import pytest
 import torch
 
-from clbench.backbones import BackboneConfig
-from clbench.data import TensorData, iterate, resident
-from clbench.evaluation import Evaluator, score_mixed
-from clbench.pretrain import pretrain_backbone
+from clbench.models.backbones import BackboneConfig
+from clbench.api.data import TensorData, iterate, resident
+from clbench.protocol.evaluation import Evaluator, score_mixed
+from clbench.models.pretrain import pretrain_backbone
 from clbench.progress import PhaseProgress, run_progress, setup_progress
-from clbench.scenario import Scenario
+from clbench.api.scenario import Scenario
 from clbench.types import CLASS_INCREMENTAL, Experience
 
 
@@ -118,8 +118,8 @@ def test_channels_last_is_an_opt_in_that_converts_the_learner_and_keeps_results_
     (faster oneDNN/cuDNN kernels); the default leaves them contiguous. Results agree to
     float noise, and the record says which was used."""
     from clbench import protocol
-    from clbench.backbones import BACKBONE_PRESETS
-    from clbench.strategy import STRATEGIES
+    from clbench.models.backbones import BACKBONE_PRESETS
+    from clbench.api.strategy import STRATEGIES
     from synthetic import image_blob_scenario
 
     seen = {}

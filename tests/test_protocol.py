@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from clbench import protocol, records
+from clbench import protocol
+
+from clbench.results import records
 from clbench.protocol import IncompatibleError, RunSettings
 from clbench.types import TASK_AGNOSTIC, TASK_INCREMENTAL
 

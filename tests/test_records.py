@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from clbench import records
+from clbench.results import records
 from clbench.cli import main
-from clbench.records import RecordError, RunRecord
+from clbench.results.records import RecordError, RunRecord
 
 
 def make_record(**kw) -> RunRecord:

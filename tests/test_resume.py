@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from clbench import checkpoints
+from clbench import rng
+from clbench.protocol import checkpoints
 from clbench.cli import main as cli_main
 from clbench.protocol import Interrupted, SignalGuard
-from clbench.records import load
+from clbench.results.records import load
 
 pytestmark = pytest.mark.usefixtures("fmnist_available")
 
@@ -117,16 +118,15 @@ def _small(tmp_path: Path, *extra: str) -> list[str]:
 
 def _interrupt_after_row(monkeypatch, row: int) -> None:
     """Make the in-process run stop as SIGTERM would, right after row ``row`` is saved."""
-    from clbench import protocol
+    original = checkpoints.save_session
 
-    original = protocol.Session.save_checkpoint
-
-    def save_then_stop(self, step):
-        original(self, step)
+    def save_then_stop(session, step):
+        path = original(session, step)
         if step == row:
             raise Interrupted("signal 15 (SIGTERM)")
+        return path
 
-    monkeypatch.setattr(protocol.Session, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(checkpoints, "save_session", save_then_stop)
 
 
 def test_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path, capsys, monkeypatch):
@@ -222,10 +222,10 @@ def test_checkpoint_rng_states_round_trip_through_weights_only(tmp_path):
 
     import numpy as np
 
-    state = checkpoints.rng_state()
+    state = rng.state()
     torch.save(state, tmp_path / "rng.pt")
     a = (torch.rand(3), np.random.rand(3), random.random())
-    checkpoints.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    rng.set_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     b = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.core.config_store import ConfigStore
 
-from clbench.launch import run_from_config
+from clbench.cli.launch import run_from_config
 from clbench.config import compose
 from clbench.errors import DataMissingError
 from scenarios import cifar_digits  # noqa: F401  (registers the scenarios)

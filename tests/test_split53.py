@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from clbench.cli import main
-from clbench.launch import run_from_config
+from clbench.cli.launch import run_from_config
 from clbench.config import compose
 from clbench.errors import DataMissingError
-from clbench.scenario import Scenario
+from clbench.api.scenario import Scenario
 from clbench.types import TASK_INCREMENTAL
 from fixtures.split53_layout import write_split53_fixture
 from scenarios import split53

@@ -1,4 +1,4 @@
-"""Start-up: the config index (clbench.config_index), torch-free refusals and listing,
+"""Start-up: the config index (clbench.config.index), torch-free refusals and listing,
 and runs that import only their own strategy's and scenario's modules.
 
 Subprocesses, each with its own cache folder: what a process has imported is the point.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clbench import config_index
+from clbench.config import index as config_index
 
 REFUSALS = [
     ["strategy=nope"],
@@ -54,7 +54,7 @@ def refusals_code(cases: list[list[str]]) -> str:
 def indexed(tmp_path_factory) -> Path:
     """A cache folder holding a fresh index (written by a full load of the plugins)."""
     cache = tmp_path_factory.mktemp("cache")
-    out = python("from clbench.registry import load_plugins; load_plugins()", cache, cache)
+    out = python("from clbench.config import load_plugins; load_plugins()", cache, cache)
     assert out.returncode == 0, out.stderr
     assert list(cache.glob("config-index-*.json")), "the full load wrote no index"
     return cache
@@ -100,7 +100,7 @@ def test_every_experiment_composes_from_the_index_as_from_the_configs(indexed, t
                                                     ["strategy=multilane", "scenario=mlfmnist"]]
     code = ("import json, sys\n"
             "from omegaconf import OmegaConf\n"
-            "from clbench import config_index\n"
+            "from clbench.config import index as config_index\n"
             "from clbench.config import compose\n"
             f"cases = {cases!r}\n"
             "fast = []\n"
@@ -123,8 +123,8 @@ def test_a_run_imports_only_its_strategy_and_scenario(indexed, tmp_path):
     code = ("import sys\n"
             "from omegaconf import OmegaConf\n"
             "from clbench.config import compose\n"
-            "from clbench.scenario import SCENARIOS\n"
-            "from clbench.strategy import STRATEGIES\n"
+            "from clbench.api.scenario import SCENARIOS\n"
+            "from clbench.api.strategy import STRATEGIES\n"
             "from scenarios.sources import SOURCES\n"
             "cfg = compose(['strategy=naive', 'scenario=split_fmnist', 'seed=0', 'logger=none', 'progress=false'])\n"
             "cls = STRATEGIES.get(cfg.strategy.name)\n"
@@ -132,7 +132,7 @@ def test_a_run_imports_only_its_strategy_and_scenario(indexed, tmp_path):
             "assert isinstance(config, cls.config_class), type(config)\n"
             "SCENARIOS.get(cfg.scenario.name)\n"
             "SOURCES.source('fmnist')\n"
-            "from clbench.backbones import BACKBONES; BACKBONES.get(cfg.backbone.name)\n"
+            "from clbench.models.backbones import BACKBONES; BACKBONES.get(cfg.backbone.name)\n"
             "from clbench.loggers import LOGGERS; LOGGERS.get(cfg.logger.name)\n"
             "print(sorted(m for m in sys.modules if m.startswith(('strategies.', 'scenarios.'))))\n"
             "print(sorted(m for m in ('torchvision', 'avalanche', 'timm', 'wandb', 'matplotlib', 'sklearn') "
@@ -147,8 +147,8 @@ def test_a_run_imports_only_its_strategy_and_scenario(indexed, tmp_path):
 
 def test_load_plugins_still_imports_every_module(indexed, tmp_path):
     code = ("import sys\n"
-            "from clbench.registry import load_plugins\n"
-            "from clbench.strategy import STRATEGIES\n"
+            "from clbench.config import load_plugins\n"
+            "from clbench.api.strategy import STRATEGIES\n"
             "load_plugins()\n"
             "import strategies, scenarios\n"
             "missing = [f'{p.__name__}.{m}' for p in (strategies, scenarios) for m in p.plugin_modules\n"
@@ -198,14 +198,14 @@ def test_the_fingerprint_follows_the_plugin_sources(tmp_path, monkeypatch):
 
 
 def test_no_index_when_the_cache_is_off(tmp_path):
-    code = ("import sys\nfrom clbench.registry import load_plugins\nload_plugins()\n"
-            "from clbench import config_index\nprint(config_index.index_path(), config_index.is_fresh())")
+    code = ("import sys\nfrom clbench.config import load_plugins\nload_plugins()\n"
+            "from clbench.config import index as config_index\nprint(config_index.index_path(), config_index.is_fresh())")
     out = python(code, "off", tmp_path)
     assert out.returncode == 0 and out.stdout.split() == ["None", "False"], out.stderr
 
 
 def test_option_keys_from_the_index_and_the_full_load(indexed, tmp_path):
-    code = ("import sys, json\nfrom clbench.config_index import option_keys\n"
+    code = ("import sys, json\nfrom clbench.config.finder import option_keys\n"
             "keys = {g + '/' + n: option_keys(g, n) for g, n in [('strategy', 'er'), ('scenario', 'split_fmnist'), "
             "('backbone', 'lenet5'), ('addon', 'fpf'), ('logger', 'none')]}\n"
             "keys['nope'] = option_keys('strategy', 'nope')\n"
@@ -223,16 +223,16 @@ def test_option_keys_from_the_index_and_the_full_load(indexed, tmp_path):
 def test_test_doubles_stay_out_of_the_index(tmp_path):
     """Names registered outside clbench and its plugin packages (tests, scripts) are not indexed."""
     code = ("import dataclasses, json\n"
-            "from clbench.strategy import Strategy, StrategyConfig, register_strategy\n"
+            "from clbench.api.strategy import Strategy, StrategyConfig, register_strategy\n"
             "@dataclasses.dataclass\n"
             "class DoubleConfig(StrategyConfig):\n"
             "    pass\n"
             "@register_strategy('indexed_double')\n"
             "class Double(Strategy):\n"
             "    config_class = DoubleConfig\n"
-            "from clbench.registry import load_plugins\n"
+            "from clbench.config import load_plugins\n"
             "load_plugins()\n"
-            "from clbench import config_index\n"
+            "from clbench.config import index as config_index\n"
             "(path,) = config_index.index_path().parent.glob('config-index-*.json')\n"
             "print(path.read_text())\n")
     out = python(code, tmp_path / "cache", tmp_path)

@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from clbench import protocol
-from clbench.backbones import BackboneConfig
-from clbench.data import TensorData
+from clbench.models.backbones import BackboneConfig
+from clbench.api.data import TensorData
 from clbench.protocol import IncompatibleError, check_compatible
-from clbench.scenario import Scenario
-from clbench.strategy import Strategy
+from clbench.api.scenario import Scenario
+from clbench.api.strategy import Strategy
 from clbench.types import Batch, Experience, StepStats
 from scenarios.task_agnostic import as_task_agnostic
-from strategies.tame import (TAME, ExpertNet, PriorityBuffer, TAMEConfig, _batch_layout, detection_report,
+from clbench.api.buffers import PriorityBuffer
+from strategies.tame import (TAME, ExpertNet, TAMEConfig, detection_report,
                              masked_step, sigmoid_cross_entropy)
 
 from conftest import small_run_overrides
@@ -309,9 +310,9 @@ def test_metrics_count_non_zero_parameters():
 
 def test_bad_settings_are_refused_with_the_valid_range():
     info = blobs().info
-    for bad, pattern in [({"window": 0}, r"window=0 .*valid: an integer >= 1"),
-                         ({"alpha": 1.5}, r"alpha=1.5 .*valid: a number in \(0, 1\]"),
-                         ({"expert_prune": 1.0}, r"expert_prune=1.0 .*valid: a number in \[0, 1\)"),
+    for bad, pattern in [({"window": 0}, r"window=0 .*must be an integer >= 1"),
+                         ({"alpha": 1.5}, r"alpha=1.5 .*must be a number in \(0, 1\]"),
+                         ({"expert_prune": 1.0}, r"expert_prune=1.0 .*must be a number in \[0, 1\)"),
                          ({"buffer_size": 3}, r"buffer_size=3 .*6 classes; valid: 0 .* or >= 6")]:
         with pytest.raises(ValueError, match=pattern):
             TAME(config(**bad), info, LENET)
@@ -323,7 +324,8 @@ def test_detection_report_scores_switches_against_the_true_boundaries():
     record = {
         "scenario": {"kind": "task_agnostic", "visibility": {"boundaries": False}, "train_sizes": [100, 100, 100],
                      "schedule": [0, 1, 2, 1], "repeats": 1},
-        "strategy": {"config": {"batch_size": 10}, "details": {"experts_created": 4, "switches": [
+        "extra": {"first_steps": [0, 10, 20, 30]},  # where the protocol's stream put each stretch's first batch
+        "strategy": {"config": {"batch_size": 10}, "details": {"experts_created": 4, "batches_seen": 40, "switches": [
             {"batch": 3, "from": 0, "to": 1, "created": True},   # before the first boundary's segment: false
             {"batch": 4, "from": 1, "to": 0, "created": False},  # false
             {"batch": 11, "from": 0, "to": 1, "created": False},  # boundary at batch 10: delay 1
@@ -337,11 +339,10 @@ def test_detection_report_scores_switches_against_the_true_boundaries():
     assert r["missed"] == 1 and r["false_switches"] == 3 and r["mean_delay_batches"] == 0.0
     assert r["stretch_expert"] == [0, 1, 3, 3] and r["tasks"] == 3 and r["experts_created"] == 4
     assert r["recurrences"] == [{"step": 4, "experience": 1, "expert": 3, "first_visit_expert": 1, "returned": False}]
-    ci = {"scenario": {"visibility": {"boundaries": True}, "train_sizes": [100, 100], "schedule": [0, 1]},
-          "strategy": {"config": {"batch_size": 10, "epochs": 2}}, "config": {"val_fraction": 0.1}}
-    assert _batch_layout(ci) == ([0, 18], [0, 1], 36)  # 90 samples after the hold-out: 9 batches x 2 epochs
     with pytest.raises(ValueError, match="no TAME switch events"):
         detection_report({"scenario": record["scenario"], "strategy": {"config": {}, "details": {}}})
+    with pytest.raises(ValueError, match="extra.first_steps"):
+        detection_report({**record, "extra": {}})
 
 
 # -- real data ------------------------------------------------------------------------------------
@@ -349,7 +350,7 @@ def test_detection_report_scores_switches_against_the_true_boundaries():
 @pytest.mark.usefixtures("fmnist_available")
 def test_runs_on_the_recurring_fashion_mnist_stream(tmp_path):
     from clbench.config import compose
-    from clbench.launch import run_from_config
+    from clbench.cli.launch import run_from_config
 
     record, _ = run_from_config(compose(small_run_overrides(
         tmp_path, "strategy=tame", "scenario=split_fmnist_recurring", "strategy.selector_epochs=2",
@@ -373,7 +374,7 @@ def test_recurring_scenario_refuses_a_schedule_out_of_range(tmp_path):
     from omegaconf import OmegaConf
 
     from clbench.config import compose, data_root
-    from clbench.scenario import build_scenario
+    from clbench.api.scenario import build_scenario
 
     cfg = compose(small_run_overrides(tmp_path, "scenario=split_fmnist_recurring", "scenario.schedule=[0,7]",
                                       train_per_class=5, test_per_class=5))

@@ -7,11 +7,11 @@ from torch.utils.data import Subset
 
 import scenarios.task_agnostic  # noqa: F401  (registers the presets until scenarios/__init__ imports it)
 from clbench import protocol
-from clbench.launch import run_from_config
+from clbench.cli.launch import run_from_config
 from clbench.config import compose
-from clbench.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import TASK_AGNOSTIC, StepStats
-from clbench.data import gather
+from clbench.api.data import gather
 from scenarios.task_agnostic import as_task_agnostic, blurry_plan
 
 from conftest import small_run_overrides
@@ -65,7 +65,7 @@ def test_probe_on_fmnist_streams_sees_no_task_and_no_boundary(tmp_path, name, fo
     from omegaconf import OmegaConf
 
     from clbench.config import data_root
-    from clbench.scenario import build_scenario
+    from clbench.api.scenario import build_scenario
 
     cfg = compose(small_run_overrides(tmp_path, "strategy=_probe_ta", f"scenario={name}", train_per_class=30, test_per_class=10))
     scenario = build_scenario(OmegaConf.to_object(cfg.scenario), data_root=data_root(cfg), seed=0)

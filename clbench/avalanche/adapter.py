@@ -27,13 +27,13 @@ from avalanche.training.plugins.evaluation import default_evaluator
 from avalanche.training.templates import SupervisedTemplate
 
 from clbench.avalanche.benchmark import AvalancheData, BenchmarkLayout, read_layout
-from clbench.backbones import BACKBONE_PRESETS, BackboneConfig
-from clbench.data import split_validation
-from clbench.features import encode
+from clbench.models.backbones import BACKBONE_PRESETS, BackboneConfig
+from clbench.api.data import split_validation
+from clbench.models.features import encode
 from clbench.protocol import check_compatible, evaluation_copy, train_experience
-from clbench.strategy import STRATEGIES, Strategy
+from clbench.api.strategy import STRATEGIES, Strategy
 from clbench.types import TASK_INCREMENTAL, ExperienceInfo, Prediction
-from clbench.view import LearnerView
+from clbench.api.view import LearnerView
 
 #: Avalanche template arguments ``make_strategy`` passes on (the rest configure the strategy).
 TEMPLATE_ARGS = ("evaluator", "plugins", "device", "eval_mb_size", "eval_every")
@@ -80,7 +80,7 @@ class ClbenchTemplate(SupervisedTemplate):
     def _train_exp(self, experience: Any, eval_streams: Any = None, **kwargs: Any) -> None:
         i = int(experience.current_experience)
         if not self._prepared:
-            from clbench.auxdata import load_aux
+            from clbench.api.auxdata import load_aux
 
             aux, _ = load_aux(self.strategy.aux_requests(), data_root=self.data_root,
                               input_shape=self.layout.input_shape, stream_dataset=self.strategy.info.dataset)

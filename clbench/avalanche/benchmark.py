@@ -1,4 +1,4 @@
-"""An Avalanche benchmark as a clbench :class:`~clbench.scenario.Scenario`.
+"""An Avalanche benchmark as a clbench :class:`~clbench.api.scenario.Scenario`.
 
 The train and test streams are paired experience by experience. The family (and so
 what the learner sees) comes from the benchmark's task labels: one distinct label
@@ -16,8 +16,8 @@ from typing import Any, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from clbench.data import TensorData
-from clbench.scenario import Scenario
+from clbench.api.data import TensorData
+from clbench.api.scenario import Scenario
 from clbench.types import CLASS_INCREMENTAL, TASK_INCREMENTAL, Experience
 
 

@@ -12,7 +12,7 @@ import math
 import os
 from typing import Any, Optional
 
-from clbench.records import RunRecord
+from clbench.results.records import RunRecord
 
 #: Where the runs of this process went (offline runs need ``wandb sync``); see :func:`location_line`.
 FINISHED: list[str] = []
@@ -40,7 +40,7 @@ def _rows(matrix: Any, width: int) -> list[list[Optional[float]]]:
 
 def partial_forgetting(R: list[list[Optional[float]]], T: int) -> list[list[Optional[float]]]:
     """F[i][j] = max_{l in j..i-1} R[l][j] - R[i][j] for the rows i = 1..done (PROTOCOL.md;
-    the full-matrix definition of clbench.metrics), None where undefined or a value is missing."""
+    the full-matrix definition of clbench.results.metrics), None where undefined or a value is missing."""
     F = []
     for i in range(1, len(R)):
         row: list[Optional[float]] = [None] * T
@@ -55,7 +55,7 @@ def partial_forgetting(R: list[list[Optional[float]]], T: int) -> list[list[Opti
 def config_group(record: RunRecord) -> str:
     """``<scenario>/<strategy>/<config id>``: the runs that differ only in their seed."""
     try:
-        from clbench.leaderboard.collect import config_id, config_key
+        from clbench.results.leaderboard.collect import config_id, config_key
 
         cid = config_id(config_key(record))
     except Exception:  # noqa: BLE001 - a group is a convenience
@@ -164,7 +164,7 @@ class WandbLogger:
         import matplotlib.pyplot as plt
         import wandb
 
-        from clbench.plots import accuracy_heatmap, forgetting_heatmap
+        from clbench.results.plots import accuracy_heatmap, forgetting_heatmap
 
         run, self.run = self.run, None
         figs = []

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
-from clbench.data import TensorData
+from clbench.api.data import TensorData
 from clbench.registry import Registry, UnknownNameError
 from scenarios.sources.images import ImageFiles
 

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from clbench.data import TensorData
+from clbench.api.data import TensorData
 from scenarios.sources import SOURCES, LabelledSource
 
 TEST_SIZE = 0.25

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from clbench.data import TensorData
+from clbench.api.data import TensorData
 from clbench.errors import DataMissingError
 from scenarios.sources import SOURCES, LabelledSource
 

@@ -12,7 +12,7 @@ for sources that keep their labels elsewhere (VOC and COCO hold a multi-hot matr
 split and select rows of it: ``scenarios/multilabel.py``).
 
 ``paths`` and ``image_size`` are what the core's feature cache hashes to address a
-dataset's content (``clbench.features.content_digest``: the bytes of every file and the
+dataset's content (``clbench.models.features.content_digest``: the bytes of every file and the
 decode size); ``fingerprint`` names the content for the caller's caches and is kept
 as given (callers include the decode size in it).
 """

@@ -1,12 +1,12 @@
 """``clbench data check split53`` and ``clbench data convert split53`` (registered in
-``clbench.scenario.DATA_COMMANDS`` on import)."""
+``clbench.api.scenario.DATA_COMMANDS`` on import)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from clbench.config import default_data_root
-from clbench.scenario import DATA_COMMANDS
+from clbench.api.scenario import DATA_COMMANDS
 from scenarios.split53.convert import convert_release
 from scenarios.split53.layout import LAYOUT, Split53Report, check_split53, class_count_text
 
