@@ -12,7 +12,7 @@ the ``clbench.plugins`` entry-point group. Layout, bottom to top:
 - ``protocol/``: the one evaluation protocol;
 - ``loggers/``, ``config/`` (Hydra configs, the config index, validation),
   ``avalanche/`` (the bridge), ``cli/`` (the command and its launcher).
-A module imports only from its own floor or below (``tests/test_layers.py``).
+A module imports only from its own floor or below (``tests/core/test_layers.py``).
 """
 from clbench import plugins as _plugins
 from clbench import registry as _registry

@@ -18,9 +18,9 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from clbench.fields import setting
-from clbench.errors import DataMissingError
 from clbench.api.scenario import Scenario, ScenarioConfig, register_scenario
+from clbench.errors import DataMissingError
+from clbench.fields import setting
 from clbench.types import CLASS_INCREMENTAL, TASK_INCREMENTAL
 from scenarios.class_incremental import per_class_subsample
 from scenarios.sources import load_source

@@ -16,9 +16,9 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from clbench.fields import setting
 from clbench.api.data import TensorData
 from clbench.api.scenario import Scenario, ScenarioConfig, register_scenario
+from clbench.fields import setting
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Experience
 from scenarios.sources import LabelledSource, load_source
 

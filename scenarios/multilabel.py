@@ -31,9 +31,9 @@ import torch
 from torch.utils.data import Dataset
 
 import clbench.protocol.multilabel  # noqa: F401  (registers the "multilabel" evaluator)
-from clbench.fields import setting
 from clbench.api.data import TensorData
 from clbench.api.scenario import Scenario, ScenarioConfig, register_scenario
+from clbench.fields import setting
 from clbench.types import MULTILABEL, Experience
 from scenarios.class_incremental import class_splits
 from scenarios.sources import MULTI_LABEL, SOURCES, Images, MultiLabelSource  # noqa: F401  (MultiLabelSource: re-exported)

@@ -29,8 +29,8 @@ from typing import List, Optional
 
 import torch
 
-from clbench.fields import setting
 from clbench.api.scenario import Scenario, register_scenario
+from clbench.fields import setting
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC
 from scenarios.class_incremental import ClassIncrementalConfig, build_class_incremental
 

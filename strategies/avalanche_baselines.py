@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from clbench.fields import setting
-from clbench.models.backbones import create_backbone
 from clbench.api.data import iterate
 from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
-from clbench.types import CLASS_INCREMENTAL, TASK_INCREMENTAL, Batch, StepStats
 from clbench.api.view import LearnerView
+from clbench.fields import setting
+from clbench.models.backbones import create_backbone
+from clbench.types import CLASS_INCREMENTAL, TASK_INCREMENTAL, Batch, StepStats
 
 REPO = "ContinualAI/continual-learning-baselines"
 

@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.fields import setting
-from clbench.models.backbones import create_backbone
 from clbench.api.buffers import ReservoirBuffer
 from clbench.api.data import TensorData, concat
 from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
-from clbench.types import Batch, StepStats
 from clbench.api.view import LearnerView
+from clbench.fields import setting
+from clbench.models.backbones import create_backbone
+from clbench.types import Batch, StepStats
 
 
 @dataclass

@@ -26,8 +26,8 @@ from torch import nn
 
 from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.api.view import LearnerView
-from clbench.models.backbones import Backbone, BackboneConfig, create_backbone
 from clbench.fields import setting
+from clbench.models.backbones import Backbone, BackboneConfig, create_backbone
 from clbench.models.pretrain import TRUNK_CHOICES, pretrain_on_digits, resolve_trunk
 from clbench.paths import weights_cache_dir
 from clbench.types import TASK_INCREMENTAL, Batch, ExperienceInfo, StepStats

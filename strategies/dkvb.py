@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.fields import setting
-from clbench.api.data import TensorData, iterate
-from clbench.models.features import Flatten, build_frozen_encoder, cache_dir, encode, output_dim
 from clbench.api.auxdata import AuxData
-from clbench.progress import setup_progress
+from clbench.api.data import TensorData, iterate
 from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.fields import setting
+from clbench.models.features import Flatten, build_frozen_encoder, cache_dir, encode, output_dim
+from clbench.progress import setup_progress
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Batch, StepStats
 
 DIGITS = "sklearn_digits"

@@ -73,10 +73,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from clbench.fields import setting
 from clbench.api.addon import Addon, AddonConfig, register_addon
 from clbench.api.buffers import ClassBalancedBuffer, ReservoirBuffer
 from clbench.api.strategy import register_strategy
+from clbench.fields import setting
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Batch, ScenarioInfo, StepStats
 from strategies.baselines import Finetune, FinetuneConfig, classification_loss
 

@@ -64,13 +64,13 @@ from torch import nn
 
 from clbench.api.auxdata import AuxData
 from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
+from clbench.api.view import LearnerView
 from clbench.fields import setting
 from clbench.models.backbones import BACKBONE_PRESETS, NORMALIZATIONS, BackboneConfig, create_backbone
 from clbench.models.pretrain import TRUNK_CHOICES, pretrain_on_digits, resolve_trunk
 from clbench.models.vit import VIT_B16_TIMM, ViTBackbone
 from clbench.paths import weights_cache_dir
 from clbench.types import CLASS_INCREMENTAL, MULTILABEL, Batch, ExperienceInfo, ScenarioInfo, StepStats
-from clbench.api.view import LearnerView
 
 
 # -- the paper's recipes ----------------------------------------------------------------

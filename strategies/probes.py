@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.fields import setting
 from clbench.models.features import build_frozen_encoder, output_dim
-from clbench.api.strategy import Strategy, StrategyConfig, register_strategy
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Batch, StepStats
 from strategies.dkvb import encoder_deviations
 

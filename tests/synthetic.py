@@ -1,4 +1,5 @@
-"""A tiny synthetic stream: Gaussian class blobs as 1x4x4 'images', ids in pixel 0."""
+"""Tiny synthetic streams: Gaussian class blobs as 1x4x4 'images', ids in pixel 0; and a
+multi-label source in memory (``_synthetic``: 6 classes, ids in pixel 0) with its B2-C2 scenario."""
 from __future__ import annotations
 
 import torch
@@ -7,6 +8,8 @@ from clbench.api.data import TensorData
 from clbench.api.scenario import Scenario
 from clbench.api.synthetic import image_blob_scenario, multilabel_blob_scenario  # noqa: F401  (re-exported)
 from clbench.types import Experience
+from scenarios.multilabel import MultilabelConfig, MultiLabelSource, build_multilabel
+from scenarios.sources import MULTI_LABEL, SOURCES
 
 
 def blob_scenario(kind: str = "class_incremental", n_exp: int = 3, per_class: int = 40, test_per_class: int = 10,
@@ -30,3 +33,38 @@ def blob_scenario(kind: str = "class_incremental", n_exp: int = 3, per_class: in
             test.subset(torch.nonzero(torch.isin(test.y, cls)).flatten()), (2 * i, 2 * i + 1), i,
         ))
     return Scenario("blobs", kind, exps, n_classes, (1, 4, 4), list(range(n_classes)))
+
+
+# 6 classes, B2-C2 -> experiences (0, 1), (2, 3), (4, 5). Pixel 0 of each image is its row id.
+TRAIN = [[0, 1], [1, 2], [3], [4, 0], [5], [2, 5], []]
+TEST = [[0], [2], [3, 4], [5], [1, 5], [0, 3], []]
+
+
+def multi_hot(rows, C=6):
+    out = torch.zeros(len(rows), C, dtype=torch.bool)
+    for n, cs in enumerate(rows):
+        out[n, cs] = True
+    return out
+
+
+def images(n, offset):
+    x = torch.zeros(n, 1, 4, 4)
+    x[:, 0, 0, 0] = torch.arange(n) + offset
+    return x
+
+
+def _synthetic(data_root, *, download=False):
+    return MultiLabelSource("synth", images(len(TRAIN), 0), multi_hot(TRAIN), images(len(TEST), 100), multi_hot(TEST),
+                            [f"c{i}" for i in range(6)], (1, 4, 4), "memory")
+
+
+SOURCES.register("_synthetic", _synthetic, kind=MULTI_LABEL)
+
+
+def synthetic_scenario(**kw):
+    cfg = MultilabelConfig(name="synth", source="_synthetic", base_classes=2, classes_per_experience=2, **kw)
+    return build_multilabel(cfg, data_root=None, seed=0)
+
+
+def ids(data):
+    return [int(v) for v in data.x[:, 0, 0, 0]]

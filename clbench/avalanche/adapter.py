@@ -26,14 +26,14 @@ from torch.nn import CrossEntropyLoss
 from avalanche.training.plugins.evaluation import default_evaluator
 from avalanche.training.templates import SupervisedTemplate
 
+from clbench.api.data import split_validation
+from clbench.api.strategy import STRATEGIES, Strategy
+from clbench.api.view import LearnerView
 from clbench.avalanche.benchmark import AvalancheData, BenchmarkLayout, read_layout
 from clbench.models.backbones import BACKBONE_PRESETS, BackboneConfig
-from clbench.api.data import split_validation
 from clbench.models.features import encode
 from clbench.protocol import check_compatible, evaluation_copy, train_experience
-from clbench.api.strategy import STRATEGIES, Strategy
 from clbench.types import TASK_INCREMENTAL, ExperienceInfo, Prediction
-from clbench.api.view import LearnerView
 
 #: Avalanche template arguments ``make_strategy`` passes on (the rest configure the strategy).
 TEMPLATE_ARGS = ("evaluator", "plugins", "device", "eval_mb_size", "eval_every")

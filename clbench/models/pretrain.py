@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.models.backbones import BackboneConfig, create_backbone
 from clbench.api.data import TensorData
+from clbench.models.backbones import BackboneConfig, create_backbone
 from clbench.progress import setup_progress
 
 def pretrain_backbone(config: BackboneConfig, input_shape: tuple[int, ...], data: TensorData, *, epochs: int,

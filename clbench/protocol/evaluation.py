@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import Dataset
 
 from clbench.api.data import gather
-from clbench.registry import Registry
 from clbench.api.scenario import Scenario
+from clbench.registry import Registry
 from clbench.types import CLASS_INCREMENTAL, TASK_AGNOSTIC, TASK_INCREMENTAL, Prediction
 
 Predict = Callable[[torch.Tensor, Optional[torch.Tensor]], object]

@@ -38,8 +38,8 @@ from typing import Optional, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from clbench.protocol.evaluation import EVALUATORS, Evaluator, RowResult, Scored, seen_classes, seen_experiences
 from clbench.api.scenario import Scenario
+from clbench.protocol.evaluation import EVALUATORS, Evaluator, RowResult, Scored, seen_classes, seen_experiences
 from clbench.types import MULTILABEL
 
 DEFAULT_THRESHOLD = 0.8

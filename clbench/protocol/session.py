@@ -19,12 +19,12 @@ from clbench.api.scenario import Scenario
 from clbench.api.strategy import Strategy, harnessed
 from clbench.api.view import LearnerView, make_batch
 from clbench.models.features import encode
+from clbench.progress import run_progress
 from clbench.protocol import bookkeeping, checkpoints
 from clbench.protocol.evaluation import EVALUATORS, RowResult, routing_accuracy, score_mixed
 from clbench.protocol.monitor import StepMonitor
 from clbench.protocol.phases import PhaseClock, is_training_phase
 from clbench.protocol.snapshot import evaluation_copy
-from clbench.progress import run_progress
 from clbench.results import records
 from clbench.results.records import RunRecord
 from clbench.settings import RunSettings

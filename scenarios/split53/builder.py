@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from clbench.errors import DataMissingError
 from clbench.api.scenario import Scenario, ScenarioConfig, register_scenario
+from clbench.errors import DataMissingError
 from clbench.types import TASK_INCREMENTAL, Experience
 from scenarios.sources.images import ImageFiles
 from scenarios.split53.layout import Split53Report, inspect_task, missing_message, split53_root

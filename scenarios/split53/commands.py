@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clbench.config import default_data_root
 from clbench.api.scenario import DATA_COMMANDS
+from clbench.config import default_data_root
 from scenarios.split53.convert import convert_release
 from scenarios.split53.layout import LAYOUT, Split53Report, check_split53, class_count_text
 
