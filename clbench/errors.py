@@ -13,6 +13,11 @@ class DataMissingError(UserError, FileNotFoundError):
     """A data set is not where we looked; the message says where and how to get it."""
 
 
+class DiskFullError(UserError, OSError):
+    """A record or checkpoint that could not be written because the disk (or quota) is full:
+    the run stops as ``interrupted``, resumable (``resume=auto``) once there is space."""
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types the CLI reports as a one-paragraph message and exit code 2."""
     return (UserError, UnknownNameError, ValueError)

@@ -1,16 +1,23 @@
 """Progress of a run's phases ("prepare", "train 2/5", "eval 2/5", ...).
 
 On a terminal: one rich bar per phase with the count (``done/total`` where the total is
-known), elapsed time, ETA and a postfix the protocol sets (epoch, running loss). Without
-a terminal (SLURM logs, ``> file``): plain lines, one when a phase ends and one about
-every ``interval`` seconds while it runs. Silent when disabled.
+known), elapsed time, ETA and a postfix the protocol sets (epoch, running loss), and,
+once the protocol has told it the plan (:meth:`PhaseProgress.plan_run`), a ``run`` bar
+with the ETA of the whole run. Without a terminal (SLURM logs, ``> file``): plain lines,
+one when a phase ends and one about every ``interval`` seconds while it runs, each
+ending with the run's share done and its ETA. Silent when disabled.
 
 API (used by the protocol)::
 
     with PhaseProgress(enabled) as progress:
+        progress.plan_run(total_training_samples, phases=("train ",))   # the whole run's ETA
         with progress.phase("train 2/5", total=n_samples) as advance:  # advance is None when disabled
             advance(len(batch))
             progress.set_postfix("epoch 1/3 · loss 0.43")   # or advance.set_postfix(...)
+
+The run's ETA counts the units of the phases named by ``phases`` (training samples) and
+the time since the first of them: evaluation and other phases in between are part of
+the rate, the setup before the first training batch is not.
 """
 from __future__ import annotations
 
@@ -61,6 +68,55 @@ class _Phase:
         self.task = None  # rich task id
 
 
+class _RunPlan:
+    """The whole run: units planned and done (in the phases whose names start with one of
+    ``phases``), and the rate since the first of them."""
+
+    def __init__(self, total: float, done: float, phases: tuple[str, ...]) -> None:
+        self.total, self.done, self.phases = float(total), float(done), phases
+        self.start: Optional[float] = None  # time and units just after the first counted advance
+        self.start_done = self.done
+        self.task = None  # rich task id
+
+    def counts(self, description: str) -> bool:
+        return description.startswith(self.phases)
+
+    def add(self, n: float) -> None:
+        self.done += n
+        if self.start is None:  # the rate starts here: a resumed stream's jump is not speed
+            self.start, self.start_done = time.monotonic(), self.done
+
+    def eta(self) -> Optional[float]:
+        """Seconds left, from the rate so far (None before there is one)."""
+        if self.start is None or self.done <= self.start_done:
+            return None
+        rate = (time.monotonic() - self.start) / (self.done - self.start_done)
+        return max(0.0, self.total - self.done) * rate
+
+    def text(self) -> str:
+        """``run 42%, ETA 3:10`` (``run 0%`` before the rate is known)."""
+        pct = 100 * min(1.0, self.done / self.total) if self.total else 100.0
+        eta = self.eta()
+        return f"run {pct:.0f}%" + (f", ETA {_duration(eta)}" if eta is not None else "")
+
+
+def _eta_column() -> Any:
+    """Rich's time-remaining column, except where a task carries its own ``eta`` text (the run)."""
+    from rich.progress import ProgressColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class EtaColumn(ProgressColumn):
+        def __init__(self) -> None:
+            super().__init__()
+            self.remaining = TimeRemainingColumn()
+
+        def render(self, task: Any) -> Any:
+            own = task.fields.get("eta")
+            return Text(own, style="progress.remaining") if own is not None else self.remaining.render(task)
+
+    return EtaColumn()
+
+
 class PhaseProgress:
     """Progress of the phases of a run, as bars (terminal) or lines (anything else).
 
@@ -75,6 +131,7 @@ class PhaseProgress:
         self._stream = stream
         self._progress = None
         self._current: Optional[_Phase] = None
+        self._run: Optional[_RunPlan] = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._heartbeat: Optional[threading.Thread] = None
@@ -87,11 +144,11 @@ class PhaseProgress:
         self.mode = mode
         if mode == "bar":
             from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
-                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[postfix]}"),
+                TimeElapsedColumn(), TextColumn("ETA"), _eta_column(), TextColumn("{task.fields[postfix]}"),
                 transient=False, console=Console(file=out) if stream is not None else None,
             )
 
@@ -140,6 +197,19 @@ class PhaseProgress:
             elif self.mode == "lines":
                 self._line(ph, final=True)
 
+    def plan_run(self, total: float, *, done: float = 0, phases: tuple[str, ...] = ("train ",),
+                 unit: str = "samples") -> None:
+        """The whole run: ``total`` units (training samples) in the phases whose names start
+        with one of ``phases``, ``done`` of them already (a resumed run). From then on the
+        run's share done and its ETA are shown: a ``run`` bar, or the end of every line."""
+        if not self.enabled or total <= 0:
+            return
+        self._run = _RunPlan(total, done, tuple(phases))
+        if self._progress is not None:
+            self._run.task = self._progress.add_task("run", total=total, completed=done, postfix="",
+                                                     count=f"{_count(done)}/{_count(total)} {unit}", eta="")
+        self._run_unit = unit
+
     def set_postfix(self, text: str) -> None:
         """Show ``text`` (e.g. "epoch 2/5 · loss 0.43") after the current phase's bar or line."""
         if self._current is not None:
@@ -158,6 +228,14 @@ class PhaseProgress:
 
     def _advance(self, ph: _Phase, n: float) -> None:
         ph.done += n
+        run = self._run
+        if run is not None and run.counts(ph.description):
+            run.add(n)
+            if self._progress is not None and run.task is not None:
+                eta = run.eta()
+                self._progress.update(run.task, completed=min(run.done, run.total),
+                                      count=f"{_count(run.done)}/{_count(run.total)} {self._run_unit}",
+                                      eta="" if eta is None else _duration(eta))
         if self._progress is not None:
             self._progress.update(ph.task, advance=n, count=self._count_text(ph))
         elif self.mode == "lines" and time.monotonic() - ph.last_line >= self.interval:
@@ -204,6 +282,8 @@ class PhaseProgress:
                 parts.append(f"running, {_duration(elapsed)}")
         if ph.postfix:
             parts.append(f"· {ph.postfix}")
+        if self._run is not None and self._run.start is not None:
+            parts.append(f"· {self._run.text()}")
         self._write(" ".join(parts))
 
     def _write(self, text: str) -> None:

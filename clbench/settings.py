@@ -9,11 +9,40 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Optional
 
-from clbench.fields import setting
+from clbench.errors import UserError
+from clbench.fields import problems, setting
+
+
+class BudgetSettingError(UserError, ValueError):
+    """A ``budget.*`` value out of its range (named with its valid range)."""
 
 
 def _harness(default, help: str, **valid):
     return setting(default, help, harness=True, **valid)
+
+
+@dataclass
+class BudgetSettings:
+    """Compute- and memory-matched mode: limits per experience (null: none)."""
+
+    steps: Optional[int] = setting(None, "optimisation steps per experience: training stops at exactly this many "
+                                         "(null: no limit)", ge=1)
+    flops: Optional[float] = setting(None, "training FLOPs per experience (per-phase FLOP counter, switched on by "
+                                           "this key): no training step starts once they are spent (null: no limit)",
+                                     gt=0)
+    memory_bytes: Optional[int] = setting(None, "bytes the learner may hold (model + frozen copies + stored data); "
+                                                "checked after preparation and after each experience (null: no limit)",
+                                          ge=1)
+
+    def active(self) -> bool:
+        """Whether any limit is set."""
+        return any(v is not None for v in (self.steps, self.flops, self.memory_bytes))
+
+
+#: the values of the evaluation-protocol settings that leave a run as it was before they
+#: existed: the leaderboard leaves a key at its value here out of a row's configuration
+OFF_VALUES = {"budget": {"steps": None, "flops": None, "memory_bytes": None}, "eval_every": 0, "tuning": None,
+              "channels_last": False}
 
 
 @dataclass
@@ -38,8 +67,29 @@ class RunSettings:
                "leaderboard rows")
     resume: Optional[str] = _harness(None, "auto | RUN_ID | PATH: continue a killed or interrupted run from its last "
                                            "experience checkpoint (auto: the newest one of this config; new run if none)")
+    resume_force: bool = _harness(False, "resume a run that another host's claim still holds (its heartbeat is younger "
+                                         "than the lease): only when that process is known to be dead, e.g. a crashed "
+                                         "node; a live process on this host is never taken over")
     keep_checkpoints: bool = _harness(False, "keep every experience's checkpoint, also after the run completes "
                                              "(default: only the latest, removed at completion)")
+    budget: BudgetSettings = setting(default_factory=BudgetSettings,
+                                     help="compute-/memory-matched mode: budget.steps=, budget.flops=, "
+                                          "budget.memory_bytes= per experience")
+    eval_every: int = setting(0, "evaluate the evaluation copy every N optimisation steps inside experiences "
+                                 "(the online accuracy curve; 0: only after each experience)", ge=0)
+    tuning: Optional[str] = setting(None, "how the method's settings were chosen (null: 'paper' where the run keeps "
+                                          "the paper's recipe, else 'ours')",
+                                    choices=("paper", "ours", "tuned-on-first-task", "tuned-on-other-data"))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.budget, BudgetSettings):  # a mapping from a composed config
+            given = self.budget if hasattr(self.budget, "keys") else {}  # absent (a dataclass MISSING): no limits
+            self.budget = BudgetSettings(**{k: given[k] for k in given.keys()})
+        found = problems(self.budget, "budget.")
+        if found:  # refused where the settings are read, before any data is loaded or model built
+            raise BudgetSettingError("; ".join(found))
+        if self.budget.flops is not None:
+            self.count_flops = True  # the budget is counted with the per-phase FLOP counter
 
 
 def harness_keys() -> list[str]:

@@ -12,7 +12,8 @@ import importlib
 from typing import Any
 
 plugin_modules = (
-    "sources.cifar", "sources.coco", "sources.digits", "sources.fmnist", "sources.mlfmnist", "sources.voc",
+    "sources.cifar", "sources.coco", "sources.digits", "sources.fmnist", "sources.mlfmnist", "sources.mnist",
+    "sources.voc",
     "auxiliary", "avalanche_benchmarks", "cifar_digits", "class_incremental", "multilabel", "split53", "task_agnostic",
 )
 

@@ -12,7 +12,7 @@ arguments to the Avalanche generator. ``avalanche`` is class-incremental;
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -44,15 +44,19 @@ class AvalancheScenarioConfig(ScenarioConfig):
     """``classes`` (fmnist_tensors only) keeps a subset of the classes; ``materialize``
     loads the data into memory once (train augmentations then apply once)."""
 
-    benchmark: str = "fmnist_tensors"
-    n_experiences: int = 5
-    fixed_class_order: Optional[List[int]] = None
-    classes: Optional[List[int]] = None
+    benchmark: str = setting("fmnist_tensors", "the Avalanche benchmark: fmnist_tensors (offline Fashion-MNIST) or "
+                                               "SplitMNIST, PermutedMNIST, RotatedMNIST, SplitFMNIST, SplitCIFAR10, "
+                                               "SplitCIFAR100")
+    n_experiences: int = setting(5, "experiences the benchmark is cut into")
+    fixed_class_order: Optional[List[int]] = setting(None, "the class order of a class-split benchmark "
+                                                           "(null: seeded by seed)")
+    classes: Optional[List[int]] = setting(None, "fmnist_tensors: keep only these classes (null: all)")
     train_per_class: Optional[int] = setting(None, "training images per class (null: all)", ge=1)
     test_per_class: Optional[int] = setting(None, "test images per class (null: all)", ge=1)
-    materialize: bool = True
-    download: bool = False
-    args: Dict[str, Any] = field(default_factory=dict)
+    materialize: bool = setting(True, "load the data into memory once (training augmentations then apply once)")
+    download: bool = setting(False, "let Avalanche download torchvision's files where they are missing")
+    args: Dict[str, Any] = setting(default_factory=dict, help="further arguments of the Avalanche generator "
+                                                              "(+scenario.args.<key>=<value>)")
 
 
 def build_benchmark(cfg: AvalancheScenarioConfig, *, data_root: Optional[Path], seed: int) -> Any:

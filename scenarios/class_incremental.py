@@ -109,3 +109,5 @@ def build_class_incremental(cfg: ClassIncrementalConfig, *, data_root: Optional[
 
 register_scenario("split_fmnist", build_class_incremental, ClassIncrementalConfig(kind=CLASS_INCREMENTAL))
 register_scenario("split_fmnist_ti", build_class_incremental, ClassIncrementalConfig(kind=TASK_INCREMENTAL))
+#: MNIST from torchvision's layout under data_root (scenarios/sources/mnist.py)
+register_scenario("split_mnist", build_class_incremental, ClassIncrementalConfig(kind=CLASS_INCREMENTAL, source="mnist"))

@@ -17,6 +17,14 @@ Named scenarios: ``voc_b0c4``, ``voc_b10c2`` (VOC 2007), ``coco_b0c10``, ``coco_
 (COCO 2014), default backbone ``resnet18`` (ImageNet weights; KRT used TResNet-M, MULTI-LANE
 a ViT-B/16: a method's own backbone overrides it), and ``mlfmnist``: offline 2x2 mosaics of
 Fashion-MNIST (see ``scenarios/sources/mlfmnist.py``), B0-C2, default backbone ``cnn28``.
+
+Image geometry of the VOC and COCO files (``geometry``, ``scenarios/sources/images.py``):
+the named scenarios keep every image at its native size (``native``: letterboxed on a
+``max_side`` canvas, 500 px for VOC, 640 for COCO, their largest sides), so that a method
+crops it with its own transform (MULTI-LANE's official random resized crop of the
+full-resolution image; a backbone that resizes its whole input sees a black border);
+``square`` resizes each image to ``image_size`` squares at load (aspect not kept; the
+record's ``scenario.description.geometry`` says which).
 ``source`` names a multi-label source of ``scenarios.sources.SOURCES``; the config fields
 it declares (``image_size``; mlfmnist's ``train_mosaics``, ...) are passed to its loader.
 """
@@ -37,7 +45,7 @@ from clbench.fields import setting
 from clbench.types import MULTILABEL, Experience
 from scenarios.class_incremental import class_splits
 from scenarios.sources import MULTI_LABEL, SOURCES, Images, MultiLabelSource  # noqa: F401  (MultiLabelSource: re-exported)
-from scenarios.sources.images import ImageFiles
+from scenarios.sources.images import GEOMETRIES, ImageFiles, LetterboxImageFiles
 
 
 # -- datasets -----------------------------------------------------------------------
@@ -72,15 +80,18 @@ class MultilabelConfig(ScenarioConfig):
     many images per split for quick runs (recorded as a deviation)."""
 
     kind: str = MULTILABEL
-    source: str = "voc2007"
-    base_classes: int = 0
-    classes_per_experience: int = 4
-    class_order: Optional[List[int]] = None
+    source: str = setting("voc2007", "the multi-label data source (scenarios.sources: voc2007, coco2014, mlfmnist)")
+    base_classes: int = setting(0, "classes of the first experience (0: classes_per_experience)", ge=0)
+    classes_per_experience: int = setting(4, "new classes per experience", ge=1)
+    class_order: Optional[List[int]] = setting(None, "the class order (null: the source's fixed order)")
     threshold: float = setting(0.8, "sigmoid threshold of CF1 / OF1", gt=0, lt=1)
     train_limit: Optional[int] = setting(None, "a seeded subsample of this many training images (null: all)", ge=1)
     test_limit: Optional[int] = setting(None, "a seeded subsample of this many test images (null: all)", ge=1)
-    download: bool = False
-    image_size: int = 224  # image-file sources (VOC, COCO) resize decoded images to this square; mlfmnist ignores it
+    download: bool = setting(False, "let the source download its data set where it can")
+    image_size: int = setting(224, "image files with geometry=square: the square side (mlfmnist ignores it)", ge=1)
+    geometry: str = setting("square", "image files: native (letterboxed at native size) or square (resized)",
+                            choices=GEOMETRIES)
+    max_side: int = setting(640, "geometry=native: canvas side (a longer image is downscaled to it)", ge=1)
 
 
 @dataclass
@@ -89,9 +100,9 @@ class MLFMNISTConfig(MultilabelConfig):
 
     source: str = "mlfmnist"
     classes_per_experience: int = 2
-    train_mosaics: int = 3000
-    test_mosaics: int = 1000
-    mosaic_seed: int = 1234
+    train_mosaics: int = setting(3000, "training mosaics (2x2 Fashion-MNIST images) drawn", ge=1)
+    test_mosaics: int = setting(1000, "test mosaics drawn", ge=1)
+    mosaic_seed: int = setting(1234, "the fixed seed that draws the mosaics (not the run's seed)")
 
 
 # -- builder ------------------------------------------------------------------------
@@ -155,6 +166,8 @@ def build_multilabel(cfg: MultilabelConfig, *, data_root: Optional[Path], seed: 
     deviations = []
     if n_tr or n_te:
         deviations.append(f"subsampled: {n_tr or 'all'} train / {n_te or 'all'} test images")
+    files = isinstance(source.train_images, ImageFiles)
+    letterboxed = isinstance(source.train_images, LetterboxImageFiles)
     return Scenario(
         name=cfg.name, kind=MULTILABEL, experiences=multilabel_experiences(source, splits, train_rows, test_rows),
         num_classes=C, input_shape=source.input_shape, class_order=order, class_names=source.class_names,
@@ -162,6 +175,8 @@ def build_multilabel(cfg: MultilabelConfig, *, data_root: Optional[Path], seed: 
             "source": cfg.source, "dataset": {"mlfmnist": "fmnist"}.get(cfg.source, cfg.source),
             "files": source.origin, "deviations": deviations,
             "split": f"B{cfg.base_classes}-C{cfg.classes_per_experience}", "threshold": cfg.threshold,
+            "geometry": ("native: letterboxed on a {0}x{0} canvas".format(source.input_shape[-1]) if letterboxed
+                         else "square" if files else "tensors"),
             "test_sets": "experience j's test set = test images whose first class in stream order is in j; "
                          "the joint test set of step i is test sets 1..i",
         },
@@ -174,8 +189,11 @@ PRESETS = {
     "coco_b0c10": ("coco2014", 0, 10),
     "coco_b40c10": ("coco2014", 40, 10),
 }
+#: the canvas of the native geometry: each data set's largest image side
+NATIVE_SIDE = {"voc2007": 500, "coco2014": 640}
 for _name, (_source, _base, _step) in PRESETS.items():
     register_scenario(_name, build_multilabel, MultilabelConfig(
         source=_source, base_classes=_base, classes_per_experience=_step, default_backbone="resnet18",
+        geometry="native", max_side=NATIVE_SIDE[_source],
     ))
 register_scenario("mlfmnist", build_multilabel, MLFMNISTConfig(default_backbone="cnn28"))

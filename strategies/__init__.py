@@ -7,7 +7,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-plugin_modules = ("avalanche_baselines", "baselines", "clr", "dkvb", "kfpf", "multilane", "probes", "tame")
+plugin_modules = ("avalanche_baselines", "baselines", "clr", "dkvb", "kfpf", "multilane", "ncm", "probes", "ranpac",
+                  "slda", "tame")
 
 
 def __getattr__(name: str) -> Any:  # `import strategies; strategies.tame` imports the module on first use

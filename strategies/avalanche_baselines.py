@@ -47,17 +47,18 @@ class AvalancheBaselineConfig(StrategyConfig):
 class EWCConfig(AvalancheBaselineConfig):
     epochs: int = 30
     batch_size: int = 256
-    ewc_lambda: float = 1.0
-    mode: str = "separate"
-    decay_factor: Optional[float] = None
+    ewc_lambda: float = setting(1.0, "weight of the EWC penalty (Avalanche's ewc_lambda)")
+    mode: str = setting("separate", "separate: one penalty per past experience; online: one running importance")
+    decay_factor: Optional[float] = setting(None, "online mode: decay of the running importance (null in separate "
+                                                  "mode)")
 
 
 @dataclass
 class LwFConfig(AvalancheBaselineConfig):
     epochs: int = 10
     batch_size: int = 128
-    alpha: float = 1.0
-    temperature: float = 1.0
+    alpha: float = setting(1.0, "weight of the distillation loss on the previous model's outputs")
+    temperature: float = setting(1.0, "softmax temperature of the distillation")
 
 
 @dataclass
@@ -65,8 +66,8 @@ class SIConfig(AvalancheBaselineConfig):
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adam"
-    si_lambda: float = 1.0
-    eps: float = 0.001
+    si_lambda: float = setting(1.0, "weight of the SI penalty")
+    eps: float = setting(0.001, "damping of the importance's denominator (xi in the paper)")
 
 
 @dataclass
@@ -74,8 +75,8 @@ class GEMConfig(AvalancheBaselineConfig):
     epochs: int = 1
     batch_size: int = 10
     lr: float = 0.1
-    patterns_per_exp: int = 1000
-    memory_strength: float = 0.5
+    patterns_per_exp: int = setting(1000, "patterns of each experience kept in the episodic memory")
+    memory_strength: float = setting(0.5, "margin added to the projected gradient's constraints (gamma in the paper)")
 
 
 @dataclass
@@ -83,8 +84,8 @@ class AGEMConfig(AvalancheBaselineConfig):
     epochs: int = 1
     batch_size: int = 10
     lr: float = 0.1
-    patterns_per_exp: int = 250
-    sample_size: int = 256
+    patterns_per_exp: int = setting(250, "patterns of each experience kept in the episodic memory")
+    sample_size: int = setting(256, "memory patterns drawn per step for the reference gradient")
 
 
 @dataclass
@@ -92,7 +93,7 @@ class GDumbConfig(AvalancheBaselineConfig):
     epochs: int = 10
     batch_size: int = 16
     lr: float = 0.1
-    mem_size: int = 4400
+    mem_size: int = setting(4400, "class-balanced memory in samples; the model is retrained on it alone")
 
 
 @dataclass
@@ -102,10 +103,11 @@ class ReplayConfig(AvalancheBaselineConfig):
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 0.0002
-    mem_size: int = 2000
+    mem_size: int = setting(2000, "replay memory in samples")
     storage_policy: str = setting("class_balanced", "the replay memory: class-balanced (adaptive) or "
                                   "experience-balanced", choices=("class_balanced", "experience_balanced"))
-    lr_step_gamma: float = 0.3  # StepLR every epochs // 3 epochs, reset each experience
+    lr_step_gamma: float = setting(0.3, "StepLR factor every epochs // 3 epochs, reset each experience (1: constant "
+                                        "learning rate)")
 
 
 def _replay(c: ReplayConfig, optimizer: torch.optim.Optimizer) -> tuple[str, dict, list]:

@@ -277,7 +277,8 @@ class DKVB(Strategy):
         if self.config.key_init_source == DIGITS:
             out.append("key init on scikit-learn digits (1,797 8x8 images upsampled to 28x28): another dataset "
                        "than the stream, as in the paper, but not the paper's (CIFAR-100 for CIFAR-10)")
-        else:
+        elif (self.info.dataset, self.config.key_init_source) != ("cifar10", "cifar100"):
             out.append(f"key init on {self.config.key_init_source!r} train images (unlabelled); where that is the "
-                       "stream's own dataset this is the paper's same-data ablation, not its main recipe")
+                       "stream's own dataset this is the paper's same-data ablation, not its main recipe "
+                       "(paper: CIFAR-100 for CIFAR-10)")
         return out

@@ -24,9 +24,13 @@ owns a *lane* that runs alongside the stream:
 At test time every seen lane runs batched on the one frozen stream; there is no task or
 prompt selection. Per task, only that lane's selectors, prompts and head rows are trained
 (a new Adam, weight decay 0, cosine schedule stepped per epoch); slot t starts as a copy
-of slot t-1, and older lanes are frozen, so they stay bit-for-bit unchanged. Loss:
-BCE-with-logits over the current task's known labels (multi-label; unknown labels are
-never negatives), cross-entropy over the current task's logits (single-label).
+of slot t-1, and older lanes are frozen, so they stay bit-for-bit unchanged. Loss, with
+the official reduction: multi-label, BCE-with-logits averaged over all B x C columns
+(C: every class of the scenario), where the columns outside the current task hold
+logit 0 and target 0 (a constant log 2, no gradient): the gradient is the current
+task's known labels' BCE summed / (B x C), C / n_t smaller than a mean over the n_t
+current columns (unknown labels are never negatives); single-label, cross-entropy over
+the current task's logits (the official -inf fill of the others).
 
 Parameters added per task: M x D + 2 x L_p x D x prompt layers + head rows (ViT-B/16,
 D = 768: 168,960 with the COCO recipe, 84,480 with VOC's, plus (D + 1) per class). The
@@ -35,8 +39,17 @@ lane path costs, measured with ``torch.utils.flop_counter`` and recorded by
 estimate (1 + M) / 197 = 10.7%): the summaries' queries, whose outputs would be dropped,
 and the stream after the last block's LN1, which nothing reads, are never computed.
 
-Transforms (the official ones, on batched tensors): training random resized crop
-(scale 0.05-1) + horizontal flip of the raw inputs; test centre crop 224/256.
+Inputs: raw [0, 1] pixels into the ViT (the official ``--normalize_input`` is off;
+``input_normalize``), whatever the backbone preset normalises with. Transforms (the
+official torchvision ones, per sample on batched tensors): training
+RandomResizedCrop(224, scale 0.05-1, ratio 3/4-4/3, bilinear) + horizontal flip of the
+raw inputs; test Resize(256) of the shorter side (bicubic) + CenterCrop(224). Each
+image's own box is cropped: on VOC and COCO with ``scenario.geometry=native`` (their
+presets' default) a batch holds every image at its native size, centred on a square
+canvas whose padding is negative (``scenarios/sources/images.py``), and the box is the
+bounding box of its pixels >= 0 (``image_boxes``), so the crop is taken from the
+full-resolution image with its aspect ratio, as the official pipeline does; other
+inputs are whole-image boxes.
 
 Recipes (``RECIPES``) are chosen by the scenario's data set: COCO (and any multi-label
 stream of a data set the paper did not use), VOC, CIFAR-100 (and any other single-label
@@ -114,9 +127,13 @@ class MultiLaneConfig(StrategyConfig):
 
     ``augment``: ``paper`` (random resized crop, scale 0.05-1, + horizontal flip of the
     raw inputs, the official training transform) or ``scenario`` (the scenario's own
-    training augmentation). ``test_crop``: the central fraction kept at test (paper:
-    resize 256, centre crop 224 = 0.875; 1.0 keeps the whole image). ``l2_normalize``:
-    L2 normalisation before the head (the paper's pre-head normalisation).
+    training augmentation). ``test_crop``: the centre crop's share of the shorter side
+    at test (paper: resize 256, centre crop 224 = 0.875; 1.0 keeps the central square).
+    ``l2_normalize``: L2 normalisation before the head (the paper's pre-head
+    normalisation). ``input_normalize``: the normalisation of the ViT's inputs (paper:
+    ``none``, raw [0, 1] pixels, the official ``--normalize_input`` being off; its
+    ``imagenet`` when on), applied where ``backbone.normalize`` still has the preset's
+    value (the small ViT has ``small_normalize``).
 
     Harness fields (not the paper's recipe): ``trunk`` says where the frozen ViT's
     weights come from: ``backbone`` (``backbone.weights``), ``digits`` (supervised
@@ -138,8 +155,10 @@ class MultiLaneConfig(StrategyConfig):
     prompt_layers: Optional[int] = setting(None, "blocks with prefix prompts (null: the recipe's)", ge=0)
     weight_decay: float = setting(0.0, "Adam weight decay", ge=0)
     augment: str = setting("paper", "training augmentation: the paper's or the scenario's", choices=AUGMENT_CHOICES)
-    test_crop: float = setting(0.875, "central fraction kept at test (224 of 256)", gt=0, le=1)
+    test_crop: float = setting(0.875, "test: centre crop's share of the shorter side (224 of 256)", gt=0, le=1)
     l2_normalize: bool = setting(True, "L2-normalise the lane-CLS before the head")
+    input_normalize: str = setting("none", "ViT input normalisation (paper: none, raw [0, 1] pixels)",
+                                   choices=tuple(NORMALIZATIONS))
     trunk: str = setting("auto", "where the frozen ViT's weights come from", choices=TRUNK_CHOICES, recipe=False)
     pretrain_epochs: int = setting(10, "epochs of the offline digits pretraining (trunk=digits)", ge=1, recipe=False)
     pretrain_side: int = setting(16, "image side of the offline digits pretraining", ge=4, recipe=False)
@@ -226,51 +245,106 @@ def lane_block(block: nn.Module, lane: torch.Tensor, stream_ln1: torch.Tensor, p
     return lane + block.drop_path2(block.ls2(block.mlp(block.norm2(lane))))
 
 
-# -- transforms (the official train / test transforms, on batched tensors) ----------------
-def crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Each image's box ``(left, top, width, height)`` (pixels) resized to ``size`` x ``size``
-    in one batched call: bilinear, averaging ceil(box / size) samples per output pixel
-    (an antialiased downscale), ``torchvision.ops.roi_align``."""
-    from torchvision.ops import roi_align
+# -- transforms (the official train / test transforms, per sample on batched tensors) --------
+#: data sets whose image files a scenario may deliver letterboxed (``scenario.geometry=native``,
+#: ``scenarios/sources/images.py``): each image at its native size, centred on a square canvas
+#: whose padding is negative (image pixels are in [0, 1])
+LETTERBOX_DATASETS = ("voc2007", "coco2014")
 
-    boxes = boxes.to(x.device, x.dtype)
-    rois = torch.cat([torch.arange(len(x), device=x.device, dtype=x.dtype)[:, None], boxes[:, :2],
-                      boxes[:, :2] + boxes[:, 2:]], dim=1)
-    return roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+def image_boxes(x: torch.Tensor, letterboxed: bool = False) -> torch.Tensor:
+    """Each image's box ``(top, left, height, width)`` in ``x`` (B, C, H, W), a long tensor
+    (B, 4) on the CPU: the whole input, or in a letterboxed canvas the bounding box of
+    its pixels >= 0 (the padding is negative)."""
+    B, _, H, W = x.shape
+    if not letterboxed:
+        return torch.tensor([[0, 0, H, W]]).expand(B, 4).clone()
+    inside = (x >= 0).any(dim=1)  # (B, H, W)
+    rows, cols = inside.any(dim=2).cpu(), inside.any(dim=1).cpu()  # (B, H), (B, W)
+    if not bool(rows.any(dim=1).all()):
+        raise ValueError("a letterboxed input holds no image pixel (every value is padding)")
+    top, left = rows.int().argmax(dim=1), cols.int().argmax(dim=1)
+    bottom, right = H - rows.flip(1).int().argmax(dim=1), W - cols.flip(1).int().argmax(dim=1)
+    return torch.stack([top, left, bottom - top, right - left], dim=1).long()
+
+
+def _resize(x: torch.Tensor, hw: tuple[int, int], mode: str) -> torch.Tensor:
+    """Antialiased resize (as PIL's, which torchvision's transforms use on images); a
+    bicubic result is clamped to [0, 1] as PIL's 8-bit output is."""
+    if tuple(x.shape[-2:]) == tuple(hw):
+        return x
+    out = F.interpolate(x, size=tuple(hw), mode=mode, antialias=True, align_corners=False)
+    return out.clamp(0.0, 1.0) if mode == "bicubic" else out
+
+
+def _per_box(x: torch.Tensor, boxes: torch.Tensor, fn) -> torch.Tensor:
+    """``fn(crops)`` on each sample's box ``(top, left, height, width)``, one call per
+    group of samples with the same box (one call for a batch of equal boxes)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for b, key in enumerate(boxes.tolist()):
+        groups.setdefault(tuple(key), []).append(b)
+    if len(groups) == 1:  # one box for the whole batch (e.g. inputs that are not letterboxed): no copy
+        (t, l, h, w), = groups
+        return fn(x[:, :, t:t + h, l:l + w])
+    out: Optional[torch.Tensor] = None
+    for (t, l, h, w), rows in groups.items():
+        index = torch.tensor(rows, device=x.device)
+        res = fn(x.index_select(0, index)[:, :, t:t + h, l:l + w])
+        if out is None:
+            out = x.new_empty((len(x), *res.shape[1:]))
+        out[index] = res
+    return out
 
 
 def random_resized_crop_flip(x: torch.Tensor, size: int, generator: torch.Generator,
                              scale: tuple[float, float] = (0.05, 1.0),
-                             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
-    """torchvision's RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip on a
-    batch, one draw per sample from ``generator``: up to 10 tries of an area and a log-
-    uniform aspect ratio that fit, else the whole image; the crop's top-left uniform."""
-    B, _, H, W = x.shape
-    area = torch.empty(B, 10).uniform_(*scale, generator=generator) * H * W
-    aspect = torch.exp(torch.empty(B, 10).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator))
-    w = torch.sqrt(area * aspect).round()
-    h = torch.sqrt(area / aspect).round()
+                             ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                             boxes: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """torchvision's RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip, one draw
+    per sample from ``generator``, within each sample's image box (``image_boxes``; the
+    whole input by default): up to 10 tries of an area and a log-uniform aspect ratio
+    that fit, else the central crop with the aspect ratio clamped to ``ratio``; the
+    crop's top-left uniform; bilinear antialiased resize (PIL's, as torchvision's)."""
+    B = len(x)
+    boxes = image_boxes(x) if boxes is None else boxes.cpu().long()
+    H, W = boxes[:, 2:3].double(), boxes[:, 3:4].double()
+    area = torch.empty(B, 10, dtype=torch.float64).uniform_(*scale, generator=generator) * H * W
+    aspect = torch.exp(torch.empty(B, 10, dtype=torch.float64).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=generator))
+    w, h = torch.sqrt(area * aspect).round(), torch.sqrt(area / aspect).round()
     ok = (w > 0) & (h > 0) & (w <= W) & (h <= H)
-    first = ok.float().argmax(dim=1, keepdim=True)
+    first = ok.int().argmax(dim=1, keepdim=True)
     found = ok.any(dim=1)
-    w = torch.where(found, w.gather(1, first)[:, 0], torch.full((B,), float(W)))
-    h = torch.where(found, h.gather(1, first)[:, 0], torch.full((B,), float(H)))
-    u = torch.rand(B, 2, generator=generator)
-    top, left = (u[:, 0] * (H - h + 1)).floor(), (u[:, 1] * (W - w + 1)).floor()
-    out = crop_resize(x, torch.stack([left, top, w, h], dim=1), size)
+    H, W = H[:, 0], W[:, 0]
+    in_ratio = W / H  # the fallback: torchvision's central crop, ratio clamped
+    fw = torch.where(in_ratio > ratio[1], (H * ratio[1]).round(), W)
+    fh = torch.where(in_ratio < ratio[0], (W / ratio[0]).round(), H)
+    w = torch.where(found, w.gather(1, first)[:, 0], fw)
+    h = torch.where(found, h.gather(1, first)[:, 0], fh)
+    u = torch.rand(B, 2, generator=generator, dtype=torch.float64)
+    top = torch.where(found, (u[:, 0] * (H - h + 1)).floor(), ((H - h) / 2).floor())
+    left = torch.where(found, (u[:, 1] * (W - w + 1)).floor(), ((W - w) / 2).floor())
+    crops = torch.stack([boxes[:, 0] + top.long(), boxes[:, 1] + left.long(), h.long(), w.long()], dim=1)
+    out = _per_box(x, crops, lambda c: _resize(c, (size, size), "bilinear"))
     flip = (torch.rand(B, generator=generator) < 0.5).to(x.device).view(B, 1, 1, 1)
     return torch.where(flip, out.flip(-1), out)
 
 
-def centre_crop(x: torch.Tensor, fraction: float, size: int) -> torch.Tensor:
-    """The central ``fraction`` of each image resized to ``size`` (paper: resize 256,
-    centre crop 224 = fraction 0.875)."""
-    H, W = x.shape[-2:]
-    h, w = max(1, round(H * fraction)), max(1, round(W * fraction))
-    if (h, w) == (H, W) == (size, size):
-        return x
-    box = torch.tensor([[(W - w) // 2, (H - h) // 2, w, h]], dtype=torch.float32).expand(len(x), 4)
-    return crop_resize(x, box, size)
+def centre_crop(x: torch.Tensor, fraction: float, size: int, boxes: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The official test transform on each sample's image box (``image_boxes``; the whole
+    input by default): Resize(int(size / fraction)) of the shorter side (bicubic,
+    antialiased, aspect kept; paper: 256 for 224, fraction 0.875), then CenterCrop(size)."""
+    boxes = image_boxes(x) if boxes is None else boxes.cpu().long()
+    short = int(size / fraction + 1e-9)
+
+    def resize_crop(c: torch.Tensor) -> torch.Tensor:
+        h, w = c.shape[-2:]
+        hw = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
+        c = _resize(c, hw, "bicubic")
+        top, left = int(round((hw[0] - size) / 2.0)), int(round((hw[1] - size) / 2.0))
+        return c[:, :, top:top + size, left:left + size]
+
+    return _per_box(x, boxes, resize_crop)
 
 
 # -- the strategy ---------------------------------------------------------------------------
@@ -301,7 +375,10 @@ class MultiLane(Strategy):
         self.requested = config
         self.config = resolve_config(config, RECIPES[self.recipe_name])
         bb = small_vit_config(backbone or BACKBONE_PRESETS[self.preferred_backbone(info)], self.config, info)
+        bb = input_normalized(bb, self.config)
         self.backbone_config = bb
+        #: the scenario delivers letterboxed canvases (native geometry): transforms crop each image's box
+        self.letterboxed = info.dataset in LETTERBOX_DATASETS
         self.trunk_kind = resolve_trunk(
             self.config.trunk, bb, method="MULTI-LANE", offline_backbone="vit_small",
             weights_hint="backbone.weights=hub (timm's Hugging Face cache) or "
@@ -440,19 +517,29 @@ class MultiLane(Strategy):
         self.optimizer.step()
         return StepStats(loss=loss.detach(), n=len(batch))
 
-    def lane_loss(self, batch: Batch, lane: Lane) -> torch.Tensor:
-        """BCE over ``lane``'s known labels (multi-label) or cross-entropy over its logits
-        (single-label), on the method's training transform of the batch."""
+    def train_inputs(self, batch: Batch) -> torch.Tensor:
+        """The method's training transform of ``batch``: the official random resized crop +
+        flip of the raw inputs, or (``augment=scenario``) the scenario's augmentation and
+        the central square resized to the ViT's side."""
         if self.config.augment == "paper":
-            x = random_resized_crop_flip(batch.raw, self.side, self.generator)
-        else:
-            x = centre_crop(batch.x, 1.0, self.side)
-        logits = self.lane_logits(self.lane_features(x, [lane])[:, 0], lane)
+            raw = batch.raw
+            return random_resized_crop_flip(raw, self.side, self.generator, boxes=image_boxes(raw, self.letterboxed))
+        return centre_crop(batch.x, 1.0, self.side, image_boxes(batch.x, self.letterboxed))
+
+    def lane_loss(self, batch: Batch, lane: Lane) -> torch.Tensor:
+        """Multi-label: the official BCE, the mean over all B x C columns where every
+        column outside ``lane`` holds logit 0 and target 0 (log 2 each, no gradient), so
+        the gradient is the current task's BCE summed over its known labels / (B x C);
+        unknown labels contribute nothing. Single-label: cross-entropy over the lane's
+        logits (the official -inf fill of the others). On :meth:`train_inputs`."""
+        logits = self.lane_logits(self.lane_features(self.train_inputs(batch), [lane])[:, 0], lane)
         cols = torch.as_tensor(lane.classes, device=logits.device)
         if batch.known is not None:
             target, known = batch.y[:, cols].float(), batch.known[:, cols].float()
             per_label = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            return (per_label * known).sum() / known.sum().clamp_min(1.0)
+            C = self.info.num_classes
+            others = (C - len(lane.classes)) * math.log(2.0) / C  # the other tasks' columns: constant
+            return (per_label * known).sum() / (len(batch) * C) + others
         lookup = torch.full((self.info.num_classes,), -1, dtype=torch.long, device=logits.device)
         lookup[cols] = torch.arange(len(cols), device=logits.device)
         local = lookup[batch.y]
@@ -468,7 +555,8 @@ class MultiLane(Strategy):
         scores = torch.zeros(len(x), self.info.num_classes, device=x.device)
         if not len(self.lanes):
             return scores
-        feats = self.lane_features(centre_crop(x, self.config.test_crop, self.side), list(self.lanes))
+        x = centre_crop(x, self.config.test_crop, self.side, image_boxes(x, self.letterboxed))
+        feats = self.lane_features(x, list(self.lanes))
         for k, lane in enumerate(self.lanes):
             scores[:, lane.classes] = self.lane_logits(feats[:, k], lane)
         return scores
@@ -570,8 +658,14 @@ class MultiLane(Strategy):
             "params_per_lane": {**lane, "total_excluding_head": sum(lane.values()),
                                 "head_rows_per_class": self.width + 1},
             "inference_cost": self.inference_cost(),
-            "train_transform": "RandomResizedCrop(scale 0.05-1) + flip" if c.augment == "paper" else "the scenario's",
-            "test_transform": f"centre crop {c.test_crop:g} of each side",
+            "input_normalize": self.backbone_config.normalize,
+            "letterboxed_inputs": self.letterboxed,
+            "train_transform": ("RandomResizedCrop(scale 0.05-1, ratio 3/4-4/3, bilinear) + flip" if c.augment == "paper"
+                                else "the scenario's, then the central square resized"),
+            "test_transform": f"Resize(shorter side {int(self.side / c.test_crop + 1e-9)}, bicubic) + "
+                              f"CenterCrop({self.side})",
+            "loss": "BCE mean over B x all classes (other tasks' columns: logit 0, target 0)"
+                    if self.info.multilabel else "cross-entropy over the current lane's classes",
         }
 
     def deviations(self) -> list[str]:
@@ -583,11 +677,14 @@ class MultiLane(Strategy):
             if getattr(c, name) != getattr(recipe, name):
                 out.append(f"{name}={getattr(c, name)!r} (paper, {self.recipe_name} recipe: {getattr(recipe, name)!r})")
         for f in dataclasses.fields(paper):
-            if f.name in RECIPE_FIELDS or f.name == "name" or f.metadata.get("recipe") is False:
+            if f.name in RECIPE_FIELDS or f.name in ("name", "input_normalize") or f.metadata.get("recipe") is False:
                 continue
             if getattr(c, f.name) != getattr(paper, f.name):
                 out.append(f"{f.name}={getattr(c, f.name)!r} (paper: {getattr(paper, f.name)!r})")
         bb = self.backbone_config
+        if bb.normalize != paper.input_normalize:  # whichever field set it (input_normalize, small_normalize, backbone)
+            out.append(f"ViT input normalisation {bb.normalize!r} (paper: {paper.input_normalize!r}, raw [0, 1] pixels: "
+                       f"the official --normalize_input is off)")
         if bb.name != self.paper_backbone:
             out.append(f"backbone={bb.name} (paper: {self.paper_backbone}, timm {VIT_B16_TIMM})")
         elif bb.input_size != 224:
@@ -618,6 +715,15 @@ def small_vit_config(backbone: BackboneConfig, config: MultiLaneConfig, info: Sc
             and max(info.input_shape[-2:]) > config.small_max_side:
         changes["input_size"] = config.small_max_side
     return dataclasses.replace(backbone, **changes)
+
+
+def input_normalized(backbone: BackboneConfig, config: MultiLaneConfig) -> BackboneConfig:
+    """``backbone`` with ``config.input_normalize`` where it is a ViT other than the small
+    one and still has its preset's normalisation (a value the user set is kept)."""
+    preset = BACKBONE_PRESETS.get(backbone.name)
+    if backbone.name == "vit_small" or preset is None or backbone.normalize != preset.normalize:
+        return backbone
+    return dataclasses.replace(backbone, normalize=config.input_normalize)
 
 
 def load_resampled(trunk: nn.Module, state: dict) -> None:

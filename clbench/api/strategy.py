@@ -121,6 +121,13 @@ class Strategy(nn.Module):
         evaluation, in every family (it reveals nothing: the stream is over). Timed and
         counted as training."""
 
+    def min_batches_per_task(self) -> Optional[int]:
+        """The fewest consecutive batches of one task this method needs to work as designed
+        (e.g. TAME: a shift-detection window refilled by a trained expert), or None. The
+        protocol, which alone knows the plan, compares it with each task of the task-agnostic
+        stream it cuts and records a warning for shorter ones; the method is told nothing."""
+        return None
+
     def before_eval(self) -> None:
         """Build inference-only machinery (e.g. TAME's selector) on the EVALUATION COPY of
         the learner: the live learner never gets this call. Counted as training compute."""

@@ -2,7 +2,8 @@
 
 - ``make_strategy(name, benchmark=bm, evaluator=ev, **overrides)``: any registered
   clbench strategy as an Avalanche strategy (``ClbenchTemplate``), for the usual
-  ``for exp in bm.train_stream: s.train(exp); s.eval(bm.test_stream)`` loop.
+  ``for exp in bm.train_stream: s.train(exp); s.eval(bm.test_stream)`` loop; its own
+  steps feed Avalanche's training metrics and loggers; ``model=`` takes your backbone.
 - ``scenario_from_benchmark(bm)``: an Avalanche benchmark as a clbench Scenario.
 
 Importing this package does not import Avalanche (it costs seconds); calling
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clbench.avalanche.benchmark import read_layout, scenario_from_benchmark
+from clbench.avalanche.benchmark import BridgeError, BridgeTypeError, read_layout, scenario_from_benchmark
 
 
 def make_strategy(name: str, *, benchmark: Any, **kwargs: Any):
@@ -30,4 +31,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'clbench.avalanche' has no attribute {name!r}")
 
 
-__all__ = ["make_strategy", "scenario_from_benchmark", "read_layout", "ClbenchTemplate"]
+__all__ = ["make_strategy", "scenario_from_benchmark", "read_layout", "ClbenchTemplate", "BridgeError", "BridgeTypeError"]

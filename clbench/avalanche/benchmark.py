@@ -18,7 +18,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from clbench.api.data import TensorData
 from clbench.api.scenario import Scenario
+from clbench.errors import UserError
 from clbench.types import CLASS_INCREMENTAL, TASK_INCREMENTAL, Experience
+
+
+class BridgeError(UserError, ValueError):
+    """A benchmark, plugin or model the Avalanche bridge cannot use: the message names it
+    and what would work (reported by the CLI without a traceback)."""
+
+
+class BridgeTypeError(UserError, TypeError):
+    """An argument of the Avalanche bridge of the wrong kind (an unknown keyword, a model
+    that is no ``nn.Module``)."""
 
 
 @dataclass
@@ -60,23 +71,23 @@ def read_layout(benchmark: Any, kind: Optional[str] = None) -> BenchmarkLayout:
     ``task_incremental`` is refused where the labels do not tell experiences apart.
     """
     if kind not in (None, CLASS_INCREMENTAL, TASK_INCREMENTAL):
-        raise ValueError(f"unknown kind {kind!r} for an Avalanche benchmark; valid choices: None, "
+        raise BridgeError(f"unknown kind {kind!r} for an Avalanche benchmark; valid choices: None, "
                          f"{CLASS_INCREMENTAL!r}, {TASK_INCREMENTAL!r}")
     train, test = list(benchmark.train_stream), list(benchmark.test_stream)
     if len(train) != len(test) or not train:
-        raise ValueError(f"an Avalanche benchmark needs as many test as train experiences (>= 1); "
+        raise BridgeError(f"an Avalanche benchmark needs as many test as train experiences (>= 1); "
                          f"got {len(train)} train and {len(test)} test")
     tasks, local = [], []
     for i, exp in enumerate(train):
         labels = _task_labels_of(exp.dataset)
         if len(labels) != 1:
-            raise ValueError(f"train experience {i} mixes task labels {labels}; clbench experiences have one task")
+            raise BridgeError(f"train experience {i} mixes task labels {labels}; clbench experiences have one task")
         tasks.append(labels[0])
         local.append(tuple(sorted(set(_targets(exp.dataset)))))
     distinct = len(set(tasks)) == len(tasks) and len(tasks) > 1
     derived = TASK_INCREMENTAL if distinct else CLASS_INCREMENTAL
     if kind == TASK_INCREMENTAL and not distinct:
-        raise ValueError(f"kind {TASK_INCREMENTAL!r} asked for, but the benchmark's task labels {tasks} do not "
+        raise BridgeError(f"kind {TASK_INCREMENTAL!r} asked for, but the benchmark's task labels {tasks} do not "
                          "tell its experiences apart; build it with task labels (e.g. return_task_id=True)")
     kind = kind or derived
     notes = []

@@ -23,8 +23,15 @@ def execute(cfg: Any, on_record: Optional[Callable[[dict], None]] = None) -> int
     problems = check_config(cfg)  # every setting, wherever it came from, before anything is built
     if problems:
         return refuse(problems)
+    from clbench.protocol.resuming import AlreadyComplete
+
     try:
         record, path = run_from_config(cfg)
+    except AlreadyComplete as done:  # resume=auto of a config whose run is complete: skipped, not run again
+        print(f"resume=auto: {done}", file=sys.stderr)
+        if on_record is not None:
+            on_record({"path": str(done.path.resolve()), "status": "complete", "skipped": "already complete"})
+        return 0
     except user_errors() as err:
         print(f"clbench: error: {err}", file=sys.stderr)
         _print_log_locations(sys.stderr)
@@ -92,6 +99,7 @@ def run_from_config(cfg: Any, *, backbone_given: bool | None = None):
     from clbench.api.addon import build_addon
     from clbench.api.scenario import build_scenario
     from clbench.api.strategy import STRATEGIES
+    from clbench.cli.debug import apply_debug
     from clbench.config import data_root, to_dict
     from clbench.loggers import build_loggers
     from clbench.models.backbones import BACKBONE_PRESETS
@@ -103,6 +111,7 @@ def run_from_config(cfg: Any, *, backbone_given: bool | None = None):
     protocol.resolve_device(settings.device)
     protocol.seed_everything(cfg.seed)
     scenario = build_scenario(OmegaConf.to_object(cfg.scenario), data_root=data_root(cfg), seed=cfg.seed)
+    scenario = apply_debug(cfg, scenario)  # debug=fast|overfit|profile: samples per experience, setup loops
     info = scenario.info_for(settings.val_fraction)
     backbone = OmegaConf.to_object(cfg.backbone)
     preferred = strategy_cls.preferred_backbone(info)
@@ -124,20 +133,24 @@ def run_from_config(cfg: Any, *, backbone_given: bool | None = None):
 
 
 def resolve_resume(settings: Any, config: dict) -> Optional[Path]:
-    """The checkpoint to continue from: ``resume=auto|RUN_ID|PATH`` (clbench.protocol.checkpoints.find),
+    """The checkpoint to continue from: ``resume=auto|RUN_ID|PATH`` (clbench.protocol.resuming.find),
     or ``auto`` for a job that SLURM requeued (``SLURM_RESTART_COUNT`` > 0: Submitit's
     preemption and time-limit handling) when ``resume`` is not set; None: a new run."""
     import os
     import sys
 
-    from clbench.protocol import checkpoints
+    from clbench.protocol import resuming
 
     wanted = settings.resume
     if wanted is None and _int(os.environ.get("SLURM_RESTART_COUNT")) > 0:
         wanted = "auto"
     if not wanted:
         return None
-    found = checkpoints.find(str(wanted), settings.results_dir, config)
+    if wanted == "auto":
+        complete = resuming.find_complete(settings.results_dir, config)
+        if complete is not None:
+            raise resuming.AlreadyComplete(complete)
+    found = resuming.find(str(wanted), settings.results_dir, config, force=bool(settings.resume_force))
     if found is None:
         print(f"resume={wanted}: no interrupted run of this config under {settings.results_dir}/checkpoints; "
               "starting a new run", file=sys.stderr)

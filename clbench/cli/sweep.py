@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-MARKER = "clbench_job.json"
+from clbench.cli.joblib_jobs import MARKER  # torch- and hydra-free at import; joblib_jobs never imports this module
 
 
 # -- before launching -------------------------------------------------------------------------
@@ -127,14 +128,18 @@ def run_job(cfg: Any) -> int:
         with open_dict(cfg):
             cfg.results_dir = str(hydra_cfg.sweep.dir)  # the sweep's records stay together
     done: dict = {}
-    code = execute(cfg, on_record=done.update)
-    if multirun:
-        out = Path(hydra_cfg.runtime.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
+    out = Path(hydra_cfg.runtime.output_dir)
+    if multirun:  # a start marker: a job whose process dies is found by it (clbench.cli.joblib_jobs)
         from clbench.results.records import write_json_atomic
 
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / MARKER, {"overrides": list(hydra_cfg.overrides.task), "exit": None, "record": None,
+                                         "status": "running", "pid": os.getpid(), "results_dir": str(cfg.results_dir)})
+    code = execute(cfg, on_record=done.update)
+    if multirun:
         write_json_atomic(out / MARKER, {"overrides": list(hydra_cfg.overrides.task), "exit": code,
-                                         "record": done.get("path"), "status": done.get("status")})
+                                         "record": done.get("path"), "status": done.get("status"),
+                                         "skipped": done.get("skipped")})
     return code
 
 
@@ -145,8 +150,15 @@ LAST_SWEEP: dict = {}
 
 
 class SweepSummary(Callback):
-    """At the end of a sweep: one line per job that did not complete, where the records
-    are, and the leaderboard of exactly this sweep."""
+    """At the end of a sweep: one line per job that did not complete (or was skipped as
+    already complete), where the records are, and the leaderboard of exactly this sweep.
+    At its start, a joblib sweep is made to survive a killed job (``clbench.cli.joblib_jobs``)."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from clbench.cli import joblib_jobs
+
+        if str(config.hydra.launcher.get("_target_", "")) == joblib_jobs.TARGET:
+            joblib_jobs.install()
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -157,11 +169,22 @@ class SweepSummary(Callback):
             except (OSError, ValueError):
                 continue
         bad = [j for j in jobs if j.get("exit") != 0]
-        LAST_SWEEP.update(jobs=len(jobs), failed=len(bad), dir=str(sweep_dir))
+        skipped = [j for j in jobs if j.get("exit") == 0 and j.get("skipped")]
+        LAST_SWEEP.update(jobs=len(jobs), failed=len(bad), skipped=len(skipped), dir=str(sweep_dir))
         out = sys.stdout
-        print(f"\nsweep: {len(jobs)} job(s), {len(jobs) - len(bad)} complete, {len(bad)} not "
+        also = f" ({len(skipped)} skipped: already complete)" if skipped else ""
+        print(f"\nsweep: {len(jobs)} job(s), {len(jobs) - len(bad)} complete{also}, {len(bad)} not "
               f"(folder {sweep_dir})", file=out)
+        for j in skipped:
+            print(f"  skipped ({j['skipped']}): {' '.join(j.get('overrides', []))} -> {j.get('record')}", file=out)
         for j in bad:
+            if j.get("exit") is None:
+                print(f"  did not finish (its process died?): {' '.join(j.get('overrides', []))}", file=out)
+                continue
+            if j.get("status") == "lost":
+                print(f"  lost ({j.get('reason') or 'its process was killed'}): {' '.join(j.get('overrides', []))}"
+                      + (f" -> {j['record']} (resume=auto continues it)" if j.get("record") else ""), file=out)
+                continue
             print(f"  exit {j.get('exit')} ({j.get('status') or 'refused'}): {' '.join(j.get('overrides', []))}"
                   + (f" -> {j['record']}" if j.get("record") else ""), file=out)
         if not any(j.get("record") for j in jobs):

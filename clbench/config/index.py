@@ -129,7 +129,38 @@ def _read(path: Path, fp: str) -> Optional[dict]:
         return None
     if not isinstance(data, dict) or data.get("version") != INDEX_VERSION or data.get("fingerprint") != fp:
         return None
-    return data
+    return data if well_formed(data) else None  # the right fingerprint but damaged: stale, rebuilt
+
+
+def well_formed(data: dict) -> bool:
+    """Whether an index has every part its readers use, of the right shape (a truncated or
+    hand-edited file with the right fingerprint is treated as stale)."""
+    def mapping(value: Any, of: Callable[[Any], bool]) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) and of(v) for k, v in value.items())
+
+    def field_ok(f: Any) -> bool:
+        if not (isinstance(f, list) and len(f) == 5 and isinstance(f[0], str) and isinstance(f[1], str)
+                and (f[3] is None or isinstance(f[3], dict)) and isinstance(f[4], str)):
+            return False
+        try:
+            parse_type(f[1])
+        except (KeyError, ValueError, IndexError):
+            return False
+        return True
+
+    def entry_ok(e: Any) -> bool:
+        if not isinstance(e, dict) or not isinstance(e.get("module"), str):
+            return False
+        fields = e.get("fields")
+        if fields is not None:
+            return isinstance(e.get("class"), str) and isinstance(fields, list) and all(map(field_ok, fields))
+        return e.get("value") is None or isinstance(e.get("value"), dict)
+
+    listing = data.get("listing")
+    return (mapping(data.get("registries"), lambda names: mapping(names, lambda m: isinstance(m, str)))
+            and mapping(data.get("groups"), lambda options: mapping(options, entry_ok))
+            and isinstance(listing, dict) and isinstance(listing.get("strategies"), dict)
+            and isinstance(listing.get("scenarios"), dict))
 
 
 def is_fresh() -> bool:

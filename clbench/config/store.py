@@ -1,7 +1,9 @@
 """The run configuration in Hydra's ConfigStore, and composing it.
 
 Groups: ``strategy/<name>`` and ``scenario/<name>`` (stored by their registrations),
-``backbone/<name>`` and ``logger/<name>`` (stored here). Choosing a scenario also
+``backbone/<name>`` and ``logger/<name>`` (stored here: ``clbench.loggers.LOGGER_PRESETS``;
+several loggers at once with Hydra's list syntax, ``logger=[wandb,csv]``: each option
+switches itself on in ``logger.use``, and the merged config runs them all). Choosing a scenario also
 chooses its default backbone; ``backbone=...`` overrides it. Unknown keys and values
 of the wrong type are refused by OmegaConf when the config is composed.
 
@@ -11,6 +13,7 @@ module imports neither torch nor a plugin.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional
@@ -39,10 +42,13 @@ class RunConfig(RunSettings):
     ])
     data_root: Optional[str] = field(default=None, metadata={"harness": True,
                                                              "help": "default $CLBENCH_DATA or ~/.cache/clbench/data"})
+    target: Optional[Any] = field(default=None, metadata={
+        "harness": True, "help": "the paper's number a paper config is judged by: {metric, value, tol, source} "
+                                 "(percent; clbench.results.targets); null: none"})
     strategy: Any = MISSING
     scenario: Any = MISSING
     backbone: Any = MISSING
-    logger: Any = MISSING
+    logger: LoggerConfig = MISSING  # typed here; its options are plain mappings (see store_builtins)
     addon: Any = MISSING
 
 
@@ -80,8 +86,9 @@ def store_builtins() -> None:
     cs = ConfigStore.instance()
     for name, preset in BACKBONE_PRESETS.items():
         cs.store(group="backbone", name=name, node=preset)
-    for name, preset in LOGGER_PRESETS.items():
-        cs.store(group="logger", name=name, node=preset)
+    for name, preset in LOGGER_PRESETS.items():  # mappings typed by RunConfig.logger, so that a list of options
+        # merges (logger=[csv,tensorboard]) also from the config index; keys sorted as the index keeps them
+        cs.store(group="logger", name=name, node=dict(sorted(dataclasses.asdict(preset).items())))
     cs.store(group="addon", name="none", node=AddonConfig(name="none"))
 
 

@@ -61,9 +61,25 @@ def _indexed_class(group: str, option: str) -> Optional[type]:
     return index.synthetic_class(entry)
 
 
+def _is_bool_field(cls: type, name: str) -> bool:
+    import typing
+
+    try:
+        hint = typing.get_type_hints(cls).get(name)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: judge by nothing
+        return False
+    if typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else None
+    return hint is bool
+
+
 def _raw_problem(cls: type, name: str, value: Any, key: str) -> Optional[str]:
     """:func:`clbench.fields.problem` for a raw command-line value: a value of another type
-    than the range speaks of is left to the config's type check, which names the type."""
+    than the range speaks of is left to the config's type check, which names the type; a
+    boolean field takes only true or false (OmegaConf would read ``2`` or ``yes`` as true)."""
+    if value is not None and not isinstance(value, bool) and _is_bool_field(cls, name):
+        return f"{key}={fields.show(value)} is not a boolean: must be true or false"
     valid = fields.field_meta(cls, name, fields.VALID)
     if valid is None or (valid.choices is None and not _is_number(value)):
         return None

@@ -8,10 +8,11 @@ so far and a non-zero exit code (W&B shows it as failed; ``summary.status`` says
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Optional
 
+from clbench.loggers.content import heatmaps, matrices, matrix_table, row_values, summary_values
+from clbench.loggers.content import partial_forgetting  # noqa: F401  (re-exported: it used to live here)
 from clbench.results.records import RunRecord
 
 #: Where the runs of this process went (offline runs need ``wandb sync``); see :func:`location_line`.
@@ -23,33 +24,6 @@ def location_line(where: str) -> str:
     if os.path.basename(os.path.normpath(where)).startswith("offline-run-"):
         return f"W&B (offline): {where}  (upload it with: wandb sync {where})"
     return f"W&B: {where}"
-
-
-def _number(v: Any) -> Optional[float]:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-
-
-def _rows(matrix: Any, width: int) -> list[list[Optional[float]]]:
-    """The rows of a (possibly partial) matrix, each exactly ``width`` cells (None-padded)."""
-    out = []
-    for row in matrix if isinstance(matrix, list) else []:
-        cells = [_number(v) for v in (row if isinstance(row, list) else [])][:width]
-        out.append(cells + [None] * (width - len(cells)))
-    return out
-
-
-def partial_forgetting(R: list[list[Optional[float]]], T: int) -> list[list[Optional[float]]]:
-    """F[i][j] = max_{l in j..i-1} R[l][j] - R[i][j] for the rows i = 1..done (PROTOCOL.md;
-    the full-matrix definition of clbench.results.metrics), None where undefined or a value is missing."""
-    F = []
-    for i in range(1, len(R)):
-        row: list[Optional[float]] = [None] * T
-        for j in range(1, min(i, T + 1)):
-            before = [R[lv][j - 1] for lv in range(j, i)]
-            if R[i][j - 1] is not None and before and None not in before:
-                row[j - 1] = max(before) - R[i][j - 1]  # type: ignore[type-var]
-        F.append(row)
-    return F
 
 
 def config_group(record: RunRecord) -> str:
@@ -68,36 +42,6 @@ def run_tags(record: RunRecord) -> list[str]:
     if record.deviations:
         tags.append("deviations")
     return [t[:64] for t in dict.fromkeys(tags)]
-
-
-def summary_values(record: RunRecord) -> dict:
-    """Status, metrics, parameter counts and timing for the W&B summary (numbers only)."""
-    out: dict[str, Any] = {"status": record.status, "experiences_done": record.experiences_done}
-    if record.error:
-        out["error"] = str(record.error)[:1000]
-    for k, v in (record.metrics or {}).items():
-        if _number(v) is not None:
-            out[k] = v
-    params = record.params if isinstance(record.params, dict) else {}
-    initial = params.get("initial") if isinstance(params.get("initial"), dict) else {}
-    after = [a for a in params.get("after", []) if isinstance(a, dict)] if isinstance(params.get("after"), list) else []
-    for k, v in (after[-1] if after else initial).items():
-        if _number(v) is not None:
-            out[f"params/{k}"] = v
-    added = [a.get("total") for a in params.get("added", []) if isinstance(a, dict)] \
-        if isinstance(params.get("added"), list) else []
-    if added and all(_number(a) is not None for a in added):
-        out["params/added_total"] = sum(added)
-    timing = record.timing if isinstance(record.timing, dict) else {}
-    for k, v in timing.items():
-        if _number(v) is not None:
-            out[f"timing/{k}"] = v
-        elif isinstance(v, list) and v and all(_number(x) is not None for x in v):
-            out[f"timing/{k}_total"] = float(sum(v))
-    for k, v in (record.compute or {}).items():
-        if _number(v) is not None:
-            out[f"compute/{k}"] = v
-    return out
 
 
 class WandbLogger:
@@ -146,13 +90,7 @@ class WandbLogger:
     def log_row(self, step: int, row: list, record: RunRecord) -> None:
         if self.run is None:  # start failed (and said so); nothing to log to
             return
-        data: dict[str, Any] = {f"acc/exp_{j + 1}": v for j, v in enumerate(row)}
-        if len(record.union_accuracy) >= step:
-            data["acc/seen_union"] = record.union_accuracy[step - 1]
-        seen = [_number(v) for v in row[:step]]
-        if seen and None not in seen:
-            data["acc/seen_mean"] = sum(seen) / step  # type: ignore[arg-type]
-        data.update({f"running/{k}": v for k, v in record.metrics.items() if _number(v) is not None})
+        data: dict[str, Any] = row_values(step, row, record)
         data["experience"] = step
         self.run.log(data)
 
@@ -164,34 +102,25 @@ class WandbLogger:
         import matplotlib.pyplot as plt
         import wandb
 
-        from clbench.results.plots import accuracy_heatmap, forgetting_heatmap
-
         run, self.run = self.run, None
-        figs = []
+        figs: dict[str, Any] = {}
         try:
-            T = record.scenario.get("num_experiences") if isinstance(record.scenario.get("num_experiences"), int) else None
-            T = T or max((len(r) for r in record.matrix if isinstance(r, list)), default=0)
-            if T and record.matrix:
-                R = _rows(record.matrix, T)
-                F = partial_forgetting(R, T)
-                cols = ["after"] + [f"exp_{j}" for j in range(1, T + 1)]
-                payload: dict[str, Any] = {
-                    "accuracy_matrix": wandb.Table(columns=cols, data=[[i] + r for i, r in enumerate(R)]),
-                }
-                kind = record.scenario.get("kind")
-                figs.append(accuracy_heatmap(R, kind=kind))
-                payload["accuracy_heatmap"] = wandb.Image(figs[-1])
+            T, R, F = matrices(record)
+            if T and R:
+                cols, rows = matrix_table(R)
+                payload: dict[str, Any] = {"accuracy_matrix": wandb.Table(columns=cols, data=rows)}
                 if F:
-                    payload["forgetting_matrix"] = wandb.Table(columns=cols, data=[[i + 1] + r for i, r in enumerate(F)])
-                    figs.append(forgetting_heatmap(F))
-                    payload["forgetting_heatmap"] = wandb.Image(figs[-1])
+                    cols, rows = matrix_table(F, first_row=1)
+                    payload["forgetting_matrix"] = wandb.Table(columns=cols, data=rows)
+                figs = heatmaps(record, R, F)
+                payload.update({name: wandb.Image(fig) for name, fig in figs.items()})
                 run.log(payload)
             for k, v in summary_values(record).items():
                 run.summary[k] = v
         finally:
             where = os.path.dirname(run.dir)
             run.finish(exit_code=0 if record.status == "complete" else 1)
-            for fig in figs:
+            for fig in figs.values():
                 plt.close(fig)
         FINISHED.append(where)
         return where

@@ -5,7 +5,9 @@ dataset, not once per epoch, and a second run with the same encoder, transform a
 data reads the features back from disk. The cache key hashes the encoder (the source
 code of its module classes, its tensors, structure and settings), the CONTENT of the
 inputs (tensor bytes, or image-file bytes) and the device type; the cache stores
-features only, and labels always come from the dataset itself. Cache directory: the ``cache`` argument, else
+features only, and labels always come from the dataset itself; an entry's file name carries a
+checksum of its features, verified on every read (a damaged entry is recomputed, never used),
+and a cache that cannot be written is warned about once and skipped. Cache directory: the ``cache`` argument, else
 ``<cache_root()>/features``; ``off`` (argument or ``$CLBENCH_CACHE``) disables it, and an
 encoder with ``cache_worthy = False`` (e.g. :class:`Flatten`) is never cached.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Optional, Union
 
@@ -178,22 +181,64 @@ def encode(
         stats["misses"] += 1
         return compute(encoder, dataset, device=device, batch_size=batch_size)
     key = cache_key(encoder, dataset, device)
-    path = where / f"{key}.pt"
-    if path.is_file():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            feats = saved["features"]
+    for path in sorted(where.glob(f"{key}*.pt")) if where.is_dir() else []:
+        feats = _read_entry(path, key, len(dataset))
+        if feats is not None:
             y, known = _labels(dataset)
-            if not isinstance(feats, torch.Tensor) or len(feats) != len(y):
-                raise ValueError("cached features do not match the dataset")
             stats["hits"] += 1
             return TensorData(feats, y, known, fingerprint=f"{fingerprint_of(dataset)}@encoded")
-        except Exception:  # noqa: BLE001 - a damaged or mismatched entry is recomputed, never trusted
-            path.unlink(missing_ok=True)
     stats["misses"] += 1
     data = compute(encoder, dataset, device=device, batch_size=batch_size)
-    _atomic_save({"features": data.x}, path)
+    _store(data.x, where, key)
     return data
+
+
+def checksum(features: torch.Tensor) -> str:
+    """A hash of a features tensor (shape, dtype, bytes): part of its cache entry's file name,
+    so an entry whose content changed (zeroed, truncated, another tensor) is never used."""
+    t = features.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{tuple(t.shape)}:{t.dtype}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()[:16]
+
+
+def _entry_name(key: str, features: torch.Tensor) -> str:
+    return f"{key}-{checksum(features)}.pt"
+
+
+def _read_entry(path: Path, key: str, n: int) -> Optional[torch.Tensor]:
+    """The features of a cache entry if its checksum and length hold; a damaged or mismatched
+    entry is deleted (and recomputed by the caller), never trusted."""
+    if path.name[len(key):len(key) + 1] not in ("-", ".") or not path.is_file():
+        return None  # not an entry of this key
+    try:
+        feats = torch.load(path, map_location="cpu", weights_only=True)["features"]
+        if isinstance(feats, torch.Tensor) and len(feats) == n and path.name == _entry_name(key, feats):
+            return feats
+    except Exception:  # noqa: BLE001 - unreadable: recomputed
+        pass
+    try:  # damaged, or an entry of an older clbench (``<key>.pt``, no checksum)
+        path.unlink()
+    except OSError:
+        pass
+    return None
+
+
+#: cache folders this process could not write to (warned about once each)
+_warned: set = set()
+
+
+def _store(features: torch.Tensor, where: Path, key: str) -> None:
+    """Write a cache entry atomically; a cache that cannot be written (read-only, a file where
+    its folder should be, a full disk) is warned about once and the run goes on without it."""
+    try:
+        _atomic_save({"features": features}, where / _entry_name(key, features))
+    except OSError as err:
+        if str(where) not in _warned:
+            _warned.add(str(where))
+            warnings.warn(f"the feature cache {where} cannot be written ({err.strerror or err}): running without "
+                          f"it (features are recomputed; set CLBENCH_CACHE to a writable folder, or off)",
+                          RuntimeWarning, stacklevel=3)
 
 
 def _atomic_save(obj: dict, path: Path) -> None:

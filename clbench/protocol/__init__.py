@@ -10,7 +10,8 @@ already computed. One job per module:
 - ``session``: the loop, encoding, rows (:class:`Session`, :func:`train_experience`);
 - ``evaluation`` (and ``multilabel``): mixed-batch scoring and the evaluators by family;
 - ``snapshot``: the evaluation copy; ``monitor``: the per-step listener;
-- ``phases``: time and FLOPs per phase; ``checkpoints``: experience checkpoints, resume;
+- ``phases``: time and FLOPs per phase; ``checkpoints``: experience checkpoints; ``claims``: who runs
+  a run (lease, heartbeat), leftovers of killed runs; ``resuming``: which checkpoint a ``resume=`` means;
 - ``bookkeeping``: the record's fields; ``signals``: SIGTERM and friends;
 - ``compat``: what is refused before any data is read.
 """

@@ -75,6 +75,7 @@ def new_record(scenario: Any, strategy: Any, settings: RunSettings, config: dict
         "name": record_name(strategy, addon), "base": name,
         "config": plain(strategy.config), "backbone": plain(strategy.backbone_config),
         "deviations": strategy.deviations(),
+        "tuning": tuning_protocol(strategy, settings),
     }
     if addon is not None:
         info["addon"] = {"name": addon.name, "config": plain(addon.config)}
@@ -100,6 +101,14 @@ def new_record(scenario: Any, strategy: Any, settings: RunSettings, config: dict
         compute={},
         timing={},
     )
+
+
+def tuning_protocol(strategy: Any, settings: RunSettings) -> str:
+    """How the method's settings were chosen: ``settings.tuning`` where the run says so, else
+    ``paper`` for a paper recipe run as published (no deviation), ``ours`` otherwise."""
+    if getattr(settings, "tuning", None):
+        return settings.tuning
+    return "paper" if getattr(strategy, "paper_defaults", False) and not strategy.deviations() else "ours"
 
 
 def resumed_record(payload: dict, config: dict, source: Path) -> RunRecord:
@@ -165,6 +174,13 @@ def update_metrics(record: RunRecord, scenario: Any, evaluator: Any) -> None:
     if routing:
         record.metrics["routing_accuracy"] = routing[-1]["accuracy"]
     record.forgetting_matrix = metrics.forgetting_matrix_schedule(partial, first)
+    online = record.extra.get("online")
+    if online and online.get("steps"):  # eval_every: the curve inside experiences
+        ends = list(online.get("end_steps", [])) + [None] * len(record.matrix[0])
+        by_column: list = [None] * len(record.matrix[0])
+        for k, e in enumerate(steps):  # a column's training ends at the end of its last step so far
+            by_column[e] = ends[k]
+        record.metrics.update(metrics.online_metrics(online["steps"], online["acc"], by_column))
 
 
 def parameter_counts(strategy: Any) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Experience checkpoints of a run, and finding the one to resume from.
+"""Experience checkpoints of a run: their files, their format, and a session's state.
 
 After every experience (every matrix row) the protocol saves everything the rest of the
 run depends on: the strategy's and add-on's ``state_dict`` (optimisers, buffers and
@@ -7,16 +7,20 @@ RNG states of torch, numpy and python, the position in a task-agnostic stream an
 record so far. A resumed run continues from there and ends with the same matrix as an
 uninterrupted one.
 
-Layout: ``<results_dir>/checkpoints/<run_id>/`` holds ``step-<k>.pt`` (written to a
-temporary file and renamed, so a kill never leaves half a checkpoint) and ``meta.json``
-(run id, config, record path and step: what ``resume=auto`` reads without torch).
-Files hold tensors and plain data only; they load with ``torch.load(weights_only=True)``.
+Layout: ``<results_dir>/checkpoints/<run_id>/`` holds ``step-<k>.pt`` (temp file, fsync,
+rename: a kill never leaves half a checkpoint), ``meta.json`` (run id, config, the record's
+path relative to the results folder, step: what ``resume=auto`` reads without torch) and,
+while a process runs it, ``claim`` (:mod:`clbench.protocol.claims`). Files hold tensors
+and plain data only (``torch.load(weights_only=True)``). A run id is checked
+(:data:`clbench.results.records.RUN_ID`) wherever it enters, and only a folder that this
+run created is ever deleted (:func:`remove`). Which checkpoint a ``resume=`` means:
+:mod:`clbench.protocol.resuming`.
 """
 from __future__ import annotations
 
 import json
 import os
-import socket
+import re
 import time
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -29,60 +33,159 @@ from clbench.results import records
 
 FORMAT = 1
 #: config keys that say how a run is executed, not what it computes: a resume may change them
-EXECUTION_KEYS = ("resume", "keep_checkpoints", "progress", "logger", "results_dir", "data_root", "num_workers")
-
+EXECUTION_KEYS = ("resume", "resume_force", "keep_checkpoints", "progress", "logger", "results_dir", "data_root",
+                  "num_workers")
+META, CLAIM, LOCK = "meta.json", "claim", ".claim.lock"
+STEP = re.compile(r"step-(\d{4,})\.pt")
+#: a damaged checkpoint is renamed to ``<name>`` + this, so that ``resume=auto`` never picks it again
+DAMAGED = ".damaged"
 
 class ResumeError(UserError, ValueError):
     """A ``resume=`` that cannot be honoured (nothing to resume, or a different config)."""
 
 
+class DamagedCheckpointError(ResumeError):
+    """A checkpoint file that cannot be read, or holds what no clbench checkpoint holds."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"checkpoint {path} is damaged or not a clbench checkpoint ({reason})")
+        self.path, self.reason = path, reason
+
+
 def checkpoint_dir(results_dir: Union[str, Path], run_id: str) -> Path:
+    """``<results_dir>/checkpoints/<run_id>``, once ``run_id`` is checked to be a run id."""
+    try:
+        records.check_run_id(run_id, "checkpoint")
+    except records.RecordError as err:
+        raise ResumeError(str(err)) from None
     return Path(results_dir) / "checkpoints" / run_id
+
+
+def step_of(path: Path) -> Optional[int]:
+    """The step of a ``step-<k>.pt`` file name; None for any other name."""
+    match = STEP.fullmatch(path.name)
+    return int(match[1]) if match else None
+
+
+def steps(directory: Path) -> list[Path]:
+    """The checkpoint files of a run's folder, oldest first."""
+    return sorted((p for p in directory.glob("step-*.pt") if step_of(p) is not None and p.is_file()), key=step_of)
+
+
+def latest(directory: Path) -> Optional[Path]:
+    """The newest checkpoint file of a run's folder; None if there is none."""
+    found = steps(directory) if directory.is_dir() else []
+    return found[-1] if found else None
 
 
 # -- writing and reading ----------------------------------------------------------------------
 
 def save(directory: Path, step: int, payload: dict, meta: dict, keep_all: bool = False) -> Path:
     """Write ``payload`` as ``step-<step>.pt`` atomically (temp file, fsync, rename), then
-    ``meta.json``; unless ``keep_all``, remove the checkpoints of earlier steps."""
+    ``meta.json``; unless ``keep_all``, remove the checkpoints of earlier steps. A full
+    disk raises :class:`DiskFullError`, any other failed write ``RecordWriteError`` (one line each)."""
     path = directory / f"step-{step:04d}.pt"
-    with records.atomic_file(path, "wb") as f:
-        torch.save({"format": FORMAT, **payload}, f)
-    records.write_json_atomic(directory / "meta.json", {**meta, "step": step, "checkpoint": path.name})
+    try:
+        with records.atomic_file(path, "wb") as f:
+            torch.save({"format": FORMAT, **payload}, f)
+        records.write_json_atomic(directory / META, {**meta, "step": step, "checkpoint": path.name})
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if records.disk_full(err):
+            raise records.DiskFullWriteError(f"disk full: could not write the checkpoint {path} ({reason})") from err
+        raise records.RecordWriteError(f"could not write the checkpoint {path}: {reason}") from err
     if not keep_all:
-        for old in directory.glob("step-*.pt"):
+        for old in steps(directory):
             if old != path:
                 old.unlink(missing_ok=True)
     return path
 
 
+_KEYS = {"run_id": str, "step": int, "record": str, "strategy": dict, "session": dict, "rng": dict}
+
+
 def load(path: Union[str, Path]) -> dict:
-    """A checkpoint's payload (``weights_only=True``: tensors and plain data only)."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    """A checkpoint's payload (``weights_only=True``: tensors and plain data only), checked:
+    its run id, step and record. Anything else raises :class:`DamagedCheckpointError`."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated, zeroed, or a pickle that asks for code
+        raise DamagedCheckpointError(path, first_line(err)) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ResumeError(f"{path}: not a clbench checkpoint of format {FORMAT}")
+        raise DamagedCheckpointError(path, f"not a clbench checkpoint of format {FORMAT}")
+    for key, typ in _KEYS.items():
+        if not isinstance(payload.get(key), typ) or (typ is int and isinstance(payload[key], bool)):
+            raise DamagedCheckpointError(path, f"{key!r} missing or not a {typ.__name__}")
+    if not records.valid_run_id(payload["run_id"]):
+        raise DamagedCheckpointError(path, f"{payload['run_id']!r} is not a valid run id")
+    try:
+        record = records.RunRecord.from_dict(json.loads(payload["record"]), f"{path} (its record)")
+    except (ValueError, records.RecordError) as err:
+        raise DamagedCheckpointError(path, first_line(err)) from None
+    if record.run_id != payload["run_id"] or payload["step"] < 1:
+        raise DamagedCheckpointError(path, f"its record's run id {record.run_id!r} is not its run id "
+                                           f"{payload['run_id']!r}" if record.run_id != payload["run_id"]
+                                     else f"step {payload['step']}")
+    meta = meta_of(path.parent)
+    if meta is not None and meta["run_id"] != payload["run_id"]:
+        raise DamagedCheckpointError(path, f"run id {payload['run_id']!r}, but its folder is run {meta['run_id']!r}")
     return payload
 
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` of ``err`` (at most 300 characters)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
-def latest(directory: Path) -> Optional[Path]:
-    found = sorted(directory.glob("step-*.pt"))
-    return found[-1] if found else None
+
+def remove(directory: Path, run_id: str, results_dir: Union[str, Path]) -> bool:
+    """Delete the checkpoint folder of run ``run_id`` (what ``keep_checkpoints=false`` asks),
+    only if it is that run's own: ``<results_dir>/checkpoints/<run_id>`` (resolved, not a
+    symbolic link) whose ``meta.json`` names ``run_id``; only the files clbench writes there
+    are deleted. Return whether the folder is gone."""
+    expected = checkpoint_dir(results_dir, run_id)
+    root = Path(results_dir) / "checkpoints"
+    try:
+        if directory.is_symlink() or not directory.is_dir() \
+                or os.path.abspath(directory) != os.path.abspath(expected) \
+                or directory.resolve().parent != root.resolve():
+            return False
+    except OSError:
+        return False
+    meta = read_json(directory / META)
+    if not isinstance(meta, dict) or meta.get("run_id") != run_id:
+        return False
+    return delete_own_files(directory)
 
 
-def remove(directory: Path) -> None:
-    """Delete a finished run's checkpoint folder (what ``keep_checkpoints=false`` asks)."""
-    import shutil
+def _ours(name: str) -> bool:
+    """Whether a file name in a run's checkpoint folder is one clbench writes there."""
+    return (name in (META, CLAIM, LOCK) or STEP.fullmatch(name) is not None
+            or (name.endswith(DAMAGED) and STEP.fullmatch(name[:-len(DAMAGED)]) is not None)
+            or records.TEMP_FILE.fullmatch(name) is not None)
 
-    shutil.rmtree(directory, ignore_errors=True)
+
+def delete_own_files(directory: Path) -> bool:
+    """Unlink clbench's files in ``directory``, then the folder (and ``checkpoints/`` once
+    empty); anything else in it stays, and so does the folder."""
+    for f in directory.iterdir():
+        if _ours(f.name) and (f.is_file() or f.is_symlink()):
+            f.unlink(missing_ok=True)
+    try:
+        directory.rmdir()
+    except OSError:
+        return False
     try:
         directory.parent.rmdir()  # the results dir's checkpoints/ folder, once empty
     except OSError:
         pass
+    return True
 
 
 # -- comparing configs ------------------------------------------------------------------------
 
 def flatten(config: Any, prefix: str = "") -> dict:
+    """A nested config as ``{"a.b": value}``."""
     if isinstance(config, dict):
         out: dict = {}
         for k, v in config.items():
@@ -103,103 +206,24 @@ def config_diff(saved: dict, current: dict) -> list[str]:
             for k in sorted(set(a) | set(b)) if counts(k) and a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
-# -- finding what to resume -------------------------------------------------------------------
+# -- what a run's folder says ------------------------------------------------------------------
 
-def _meta(directory: Path) -> Optional[dict]:
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``; None if it cannot be read or parsed."""
     try:
-        return json.loads((directory / "meta.json").read_text())
-    except (OSError, ValueError):
+        return json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         return None
 
 
-def _resumable_status(meta: dict) -> Optional[str]:
-    """The run's status if it can be resumed (interrupted, failed, or running in a process
-    that is gone); None if complete or still running."""
-    try:
-        record = records.load(meta["record_path"])
-    except (records.RecordError, OSError, KeyError):
+def meta_of(directory: Path) -> Optional[dict]:
+    """``meta.json`` of a run's checkpoint folder; None unless it names a valid run id that
+    is the folder's own name (a crafted or foreign meta is never followed)."""
+    meta = read_json(directory / META)
+    if not isinstance(meta, dict) or not records.valid_run_id(meta.get("run_id")) \
+            or meta["run_id"] != directory.name or not isinstance(meta.get("config", {}), dict):
         return None
-    if record.status == "running":
-        return "killed" if records.liveness(record) == "gone" else None
-    return record.status if record.status in ("interrupted", "failed") else None
-
-
-def find(resume: str, results_dir: Union[str, Path], config: dict) -> Optional[Path]:
-    """The checkpoint ``resume`` names: ``auto`` (the newest interrupted or killed run of
-    exactly this config under ``results_dir``; None if there is none; a failed run is
-    resumed only by name), a run id, or a path (a
-    checkpoint file or a run's checkpoint folder). Raises :class:`ResumeError` naming what
-    is wrong: nothing found (with the runs that are there), or a config that differs
-    (with the differing keys)."""
-    root = Path(results_dir) / "checkpoints"
-    if resume == "auto":
-        candidates = []
-        for directory in root.glob("*/") if root.is_dir() else []:
-            meta = _meta(directory)
-            if meta and latest(directory) and not config_diff(meta.get("config", {}), config) \
-                    and _resumable_status(meta) in ("interrupted", "killed") and not claimed_elsewhere(directory):
-                candidates.append((meta.get("updated", ""), directory))
-        return latest(max(candidates)[1]) if candidates else None
-    path = Path(resume).expanduser()
-    if path.is_file():
-        directory = path.parent
-        chosen: Optional[Path] = path
-    else:
-        directory = path if path.is_dir() else root / resume
-        chosen = latest(directory) if directory.is_dir() else None
-    if chosen is None:
-        there = sorted(p.name for p in root.glob("*/") if latest(p)) if root.is_dir() else []
-        raise ResumeError(f"resume={resume!r}: no checkpoint there (looked for a file, a folder and "
-                          f"{root / resume}); runs with checkpoints under {root}: {', '.join(there) or 'none'}")
-    meta = _meta(directory) or {}
-    differs = config_diff(meta.get("config", {}), config)
-    if differs:
-        raise ResumeError(f"resume={resume!r}: the config differs from the checkpoint's in {len(differs)} key(s): "
-                          + "; ".join(differs) + " (resume with the run's own settings, or start a new run)")
-    if meta and _resumable_status(meta) is None:
-        raise ResumeError(f"resume={resume!r}: run {meta.get('run_id')} is complete or still running "
-                          f"(record {meta.get('record_path')})")
-    return chosen
-
-
-# -- claiming a run (two resumes of one run never run at once) ----------------------------------
-
-def claim(directory: Path) -> None:
-    """Mark ``directory``'s run as being continued by this process; a claim by a live
-    process on this host refuses, a stale one (dead process) is taken over."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "claim"
-    if claimed_elsewhere(directory):
-        raise ResumeError(f"run {directory.name} is being continued by another process ({path.read_text().strip()})")
-    with records.atomic_file(path) as f:
-        f.write(f"{os.getpid()}@{socket.gethostname()}\n")
-
-
-def release(directory: Path) -> None:
-    path = directory / "claim"
-    try:
-        if path.read_text().strip() == f"{os.getpid()}@{socket.gethostname()}":
-            path.unlink()
-    except OSError:
-        pass
-
-
-def claimed_elsewhere(directory: Path) -> bool:
-    try:
-        pid, host = (directory / "claim").read_text().strip().split("@", 1)
-    except (OSError, ValueError):
-        return False
-    if int(pid) == os.getpid() and host == socket.gethostname():
-        return False
-    if host != socket.gethostname():
-        return True  # cannot tell: assume alive
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    return meta
 
 # -- a session's state ------------------------------------------------------------------------
 
@@ -218,9 +242,9 @@ def save_session(session: Any, step: int) -> Path:
                     "stream": session.stream_state},
         "rng": rng.state(),
     }
-    meta = {"run_id": rec.run_id, "record_path": str(records.record_path(session.settings.results_dir, rec)),
+    meta = {"run_id": rec.run_id, "record_path": records.record_path("", rec).as_posix(),  # results_dir-relative
             "config": rec.config, "strategy": rec.strategy.get("name"), "scenario": rec.scenario.get("name"),
-            "seed": rec.seed, "updated": rec.updated}
+            "seed": rec.seed, "updated": rec.updated, "keep_checkpoints": bool(session.settings.keep_checkpoints)}
     path = save(session.checkpoints, step, payload, meta, keep_all=session.settings.keep_checkpoints)
     rec.timing.setdefault("checkpoint_s", []).append(round(time.perf_counter() - started, 6))
     rec.compute["checkpoint_bytes"] = path.stat().st_size
@@ -248,15 +272,20 @@ def _warn_if_grown_without_structure(session: Any) -> None:
 def restore_session(session: Any, payload: dict) -> int:
     """Put the state of a checkpoint back into ``session`` (after preparation); return its step."""
     started = time.perf_counter()
-    session.strategy.load_state_dict(payload["strategy"])
-    session.strategy.to(session.device)
-    if session.addon is not None and payload.get("addon") is not None:
-        session.addon.load_state_dict(payload["addon"])
-    state = payload["session"]
-    session.generator.set_state(state["generator"])
-    session.monitor.load_state(state["monitor"])
-    session.stream_state = state.get("stream")
-    rng.set_state(payload["rng"])
+    try:
+        session.strategy.load_state_dict(payload["strategy"])
+        session.strategy.to(session.device)
+        if session.addon is not None and payload.get("addon") is not None:
+            session.addon.load_state_dict(payload["addon"])
+        state = payload["session"]
+        session.generator.set_state(state["generator"])
+        session.monitor.load_state(state["monitor"])
+        session.stream_state = state.get("stream")
+        rng.set_state(payload["rng"])
+    except Exception as err:  # noqa: BLE001 - a crafted or foreign state: one line, not a traceback
+        where = session.record.extra.get("resumed", [{}])[-1].get("checkpoint", "the checkpoint")
+        raise ResumeError(f"checkpoint {where} does not fit this run's strategy ({first_line(err)}); rm it (or "
+                          "its run's checkpoint folder) and start a new run") from None
     seconds, _ = session.clock.take()  # preparing again is the resume's cost, not the next row's
     session.record.extra["resumed"][-1]["setup_s"] = round(sum(seconds.values()) + time.perf_counter() - started, 6)
     return int(payload["step"])

@@ -39,7 +39,7 @@ SMALL = {
     "epochs": 1, "batch_size": 8, "buffer_size": 24, "replay_batch_size": 8, "pretrain_epochs": 1,
     "key_init_epochs": 1, "key_init_limit": 64, "num_codebooks": 4, "pairs_per_codebook": 16, "key_dim": 4,
     "encoder": "identity", "patience": 1, "mem_size": 24, "patterns_per_exp": 4, "iters": 2, "fpf_iters": 2, "k": 2,
-    "selector_epochs": 2, "selector_finetune_epochs": 1, "expert_prune_epochs": 1,
+    "selector_epochs": 2, "selector_finetune_epochs": 1, "expert_prune_epochs": 1, "projection_dim": 64,
 }
 
 

@@ -8,6 +8,13 @@ the shuffle, aligned to no experience. Per-experience results are computed after
 from the predictions. Evaluators (a registry keyed by scenario kind) say which
 experiences a row evaluates, what to keep of each batch's scores, and how to turn the
 kept values into the row.
+
+Beside the class-incremental accuracy, single-label class-incremental and task-agnostic
+rows carry the within-task accuracy (``row.extra["within_task"]``): a prediction counts
+when the predicted class has the label's position within its own experience, whichever
+experience that class belongs to. It is what TAME's official code reports as "Total
+accuracy" (its selector picks an expert, and that expert's within-task answer is compared
+with the sample's within-task label, right expert or not); computed from the scores alone.
 """
 from __future__ import annotations
 
@@ -45,6 +52,7 @@ class Scored:
     kept: Optional[torch.Tensor]
     labels: Optional[torch.Tensor]
     route: Optional[torch.Tensor] = None
+    within: Optional[torch.Tensor] = None  # per sample: the within-task answer is right (Evaluator.within_task)
 
 
 EVALUATORS: Registry["Evaluator"] = Registry("evaluator")
@@ -78,6 +86,24 @@ class Evaluator:
     def reduce(self, scores: torch.Tensor, experience: torch.Tensor, labels: torch.Tensor, scenario: Scenario,
                step: int) -> torch.Tensor:
         """Per sample: 1 if the masked argmax is its label."""
+        pred = self.predicted(scores, experience, scenario, step)
+        return (pred.cpu() == labels.cpu()).to(torch.uint8)
+
+    def within_task(self, scores: torch.Tensor, experience: torch.Tensor, labels: torch.Tensor, scenario: Scenario,
+                    step: int) -> Optional[torch.Tensor]:
+        """Per sample (class-incremental and task-agnostic rows; else None): 1 if the masked
+        argmax has the label's position within its own experience's classes, whatever
+        experience it is in (TAME's official "Total accuracy", module docstring)."""
+        if scenario.kind not in (CLASS_INCREMENTAL, TASK_AGNOSTIC):
+            return None
+        position = torch.full((scenario.num_classes,), -1, dtype=torch.long)
+        for exp in scenario.experiences:
+            position[list(exp.classes)] = torch.arange(len(exp.classes))
+        pred = self.predicted(scores, experience, scenario, step).cpu()
+        return (position[pred] == position[labels.cpu()]).to(torch.uint8)
+
+    def predicted(self, scores: torch.Tensor, experience: torch.Tensor, scenario: Scenario, step: int) -> torch.Tensor:
+        """The argmax over the classes a sample may be given (PROTOCOL.md)."""
         device = scores.device
         if scenario.visibility.task_id_test:
             allowed = torch.zeros(len(scenario.experiences), scenario.num_classes, dtype=torch.bool)
@@ -88,8 +114,7 @@ class Evaluator:
             mask = torch.zeros(scenario.num_classes, dtype=torch.bool)
             mask[seen_classes(scenario, step)] = True
             mask = mask.to(device).expand_as(scores)
-        pred = scores.float().masked_fill(~mask, float("-inf")).argmax(dim=1)
-        return (pred.cpu() == labels.cpu()).to(torch.uint8)
+        return scores.float().masked_fill(~mask, float("-inf")).argmax(dim=1)
 
     def row(self, scenario: Scenario, step: int, scored: Scored, test_sets: list[Dataset]) -> RowResult:
         T = len(scenario.experiences)
@@ -101,7 +126,16 @@ class Evaluator:
         accuracy = [c / n if n else 0.0 for c, n in zip(correct, total)]
         seen = seen_experiences(scenario, step)
         union = sum(correct[j] for j in seen) / max(1, sum(total[j] for j in seen)) if step > 0 else None
-        return RowResult(accuracy, union, {"correct": correct, "total": total})
+        extra: dict = {"correct": correct, "total": total}
+        if scored.within is not None:
+            hits = torch.bincount(scored.experience, weights=scored.within.double(), minlength=T)
+            right = [int(hits[j]) for j in range(T)]
+            extra["within_task"] = {
+                "accuracy": [r / n if n and j in seen else None for j, (r, n) in enumerate(zip(right, total))],
+                "union": sum(right[j] for j in seen) / max(1, sum(total[j] for j in seen)),
+                "mean": sum(right[j] / total[j] for j in seen if total[j]) / max(1, len(seen)),
+            }
+        return RowResult(accuracy, union, extra)
 
 
 def unpack(out: object) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -135,6 +169,7 @@ def score_mixed(predict: Predict, evaluator: Evaluator, scenario: Scenario, step
     kept: Optional[torch.Tensor] = None
     labels: Optional[torch.Tensor] = None
     routes: Optional[torch.Tensor] = None
+    within: Optional[torch.Tensor] = None
     for start in range(0, N, batch_size):
         at = order[start:start + batch_size]
         tensors = gather(test_sets, experience[at], row[at])
@@ -149,13 +184,18 @@ def score_mixed(predict: Predict, evaluator: Evaluator, scenario: Scenario, step
             labels = torch.empty((N, *tensors[1].shape[1:]), dtype=tensors[1].dtype)
         kept[at] = value.cpu()
         labels[at] = tensors[1]
+        hit = evaluator.within_task(scores, experience[at], tensors[1], scenario, step)
+        if hit is not None:
+            if within is None:
+                within = torch.zeros(N, dtype=torch.uint8)
+            within[at] = hit
         if route is not None:
             if routes is None:
                 routes = torch.full((N,), -1, dtype=torch.long)
             routes[at] = route.detach().long().cpu()
         if on_batch is not None:
             on_batch(len(at))
-    return Scored(experience, row, kept, labels, routes)
+    return Scored(experience, row, kept, labels, routes, within)
 
 
 def evaluate_row(predict: Predict, scenario: Scenario, step: int, test_sets: list[Dataset], *, device: torch.device,

@@ -34,6 +34,7 @@ class PhaseClock:
         self._stack: list[str] = []
         self._mark = time.perf_counter()
         self._flop_mark = 0
+        self._training_total = 0  # training FLOPs of the whole run (not reset by take)
         self._device = device
         self._counter = None
         if count_flops:
@@ -61,6 +62,8 @@ class PhaseClock:
             if self._counter is not None:
                 total = int(self._counter.get_total_flops())
                 self.flops[self._stack[-1]] += total - self._flop_mark
+                if is_training_phase(self._stack[-1]):
+                    self._training_total += total - self._flop_mark
                 self._flop_mark = total
         elif self._counter is not None:
             self._flop_mark = int(self._counter.get_total_flops())
@@ -81,6 +84,14 @@ class PhaseClock:
                 _sync(self._device)
             self._book()
             self._stack.pop()
+
+    def training_flops(self) -> int:
+        """Training FLOPs of the run so far, up to now (0 when FLOPs are not counted); the
+        compute budget (``clbench.protocol.budget``) reads it between steps."""
+        if self._counter is None:
+            return 0
+        self._book()
+        return self._training_total
 
     def take(self) -> tuple[dict[str, float], Optional[dict[str, int]]]:
         """Seconds (and FLOPs, if counted) per phase since the last call; resets them."""

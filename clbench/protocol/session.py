@@ -20,7 +20,8 @@ from clbench.api.strategy import Strategy, harnessed
 from clbench.api.view import LearnerView, make_batch
 from clbench.models.features import encode
 from clbench.progress import run_progress
-from clbench.protocol import bookkeeping, checkpoints
+from clbench.protocol import bookkeeping, budget, checkpoints, memory
+from clbench.protocol.online import OnlineEvaluator
 from clbench.protocol.evaluation import EVALUATORS, RowResult, routing_accuracy, score_mixed
 from clbench.protocol.monitor import StepMonitor
 from clbench.protocol.phases import PhaseClock, is_training_phase
@@ -62,6 +63,16 @@ class Session:
         self.guard = guard  # signals wait while the record or a checkpoint is written
         self.checkpoints = checkpoints  # where experience checkpoints go (None: none are saved)
         self.stream_state: Optional[dict] = None  # task-agnostic: the planned stream and the position in it
+        self.meter = budget.BudgetMeter(settings.budget, clock, lambda: self.monitor.steps) \
+            if settings.budget.active() else None  # compute-/memory-matched mode (budget.*)
+        if self.meter is not None:
+            budget.declare(record, settings.budget)
+        self.online = OnlineEvaluator(self, settings.eval_every) if settings.eval_every else None
+
+    def _on_step(self, batch: Any, stats: Any) -> None:
+        self.monitor(batch, stats)
+        if self.online is not None:
+            self.online.after_step(self.monitor.steps)
 
     # -- the run ---------------------------------------------------------------
     def run(self, data_root: Optional[Path], resume: Optional[dict] = None) -> None:
@@ -94,11 +105,25 @@ class Session:
             first = 1
         else:
             first = checkpoints.restore_session(self, resume) + 1
-        with harnessed(s, clock=self.clock, on_step=self.monitor):
+        self._plan_progress(first)
+        with harnessed(s, clock=self.clock, on_step=self._on_step if self.online is not None else self.monitor):
             if sc.visibility.boundaries:
                 self._run_experiences(first)
             else:
                 self._run_stream()
+
+    def _plan_progress(self, first: int) -> None:
+        """Tell the progress the whole run's training samples (those of steps before ``first``
+        are done), so that it shows the run's ETA, not only the phase's."""
+        plan = getattr(self.progress, "plan_run", None)
+        if plan is None:
+            return
+        sc, sizes = self.scenario, self.scenario.train_sizes(self.settings.val_fraction)
+        if sc.visibility.boundaries:
+            per_step = [sizes[e] * max(1, getattr(self.strategy.config, "epochs", 1) or 1) for e in sc.steps]
+            plan(sum(per_step), done=sum(per_step[:first - 1]), phases=("train ",))
+        else:  # a resumed stream advances by its position first: the progress does not take it for speed
+            plan(sc.stream_size(self.settings.val_fraction), phases=("stream",))
 
     def _addon_step(self, batch: Any, stats: Any) -> None:
         with self.clock.phase(f"addon:{self.addon.name}"):
@@ -139,16 +164,25 @@ class Session:
             self.monitor.experience = e
             task_id = exp.task_id if vis.task_id_train else None
             with self.progress.phase(f"train {step}/{len(steps)}", total=len(train) * max(1, s.config.epochs)) as advance:
-                view = LearnerView(train, validation, task_id=task_id, device=self.device, generator=self.generator,
-                                   on_batch=advance, num_workers=self.settings.num_workers,
-                                   augmentation=None if self.encoder is not None else self.augmentation)
+                view = budget.budgeted_view(self.meter, train, validation, task_id=task_id, device=self.device,
+                                            generator=self.generator, on_batch=advance,
+                                            num_workers=self.settings.num_workers,
+                                            augmentation=None if self.encoder is not None else self.augmentation)
+                if self.online is not None:
+                    self.online.row = step
+                if self.meter is not None:
+                    self.meter.start()  # this experience's budget (also right after a resume)
                 with self.clock.phase("train", sync=True):
                     train_experience(s, view, ExperienceInfo(e, tuple(exp.classes), task_id))
+                if self.online is not None:
+                    self.online.row = 0
+                    self.online.end_experience(self.monitor.steps)
                 if self.addon is not None:
                     with self.clock.phase(f"addon:{self.addon.name}", sync=True):
                         self.addon.end_experience()
                 if step == len(steps):
                     self._end_stream()
+                self.flush_curve()  # the experience's loss on its progress line, even with fewer steps than log_every
             self.evaluate_row(step)
             self.end_row(step)
 
@@ -163,7 +197,10 @@ class Session:
                                  "position": 0, "next_row": 1}
             starts = [0] + self.stream_state["ends"][:-1]  # the batch holding each stretch's first sample
             self.record.extra["first_steps"] = [self.monitor.steps + start // bs for start in starts]
+            self._warn_short_tasks([len(p[0]) for p in plan], bs)
         state = self.stream_state
+        if self.meter is not None:
+            self.meter.start()  # the current stretch's budget (also right after a resume)
         source, rows, ends = state["source"], state["rows"], state["ends"]
         total, next_row, done = len(source), state["next_row"], state["position"]
         s.train()
@@ -178,18 +215,46 @@ class Session:
                 self.monitor.sources = src
                 batch = make_batch(gather(sets, src, idx), None, self.device,
                                    None if self.encoder is not None else self.augmentation, self.generator)
-                with self.clock.phase("train"):
-                    s.observe(batch)
+                if self.online is not None:
+                    self.online.row = next_row
+                if self.meter is not None and self.meter.compute_limited and self.meter.exhausted():
+                    self.meter.stopped = True  # the stretch's budget is spent: its remaining batches pass untrained
+                else:
+                    with self.clock.phase("train"):
+                        s.observe(batch)
                 done = start + len(src)
                 if advance is not None:
                     advance(len(src))
                 while next_row <= len(ends) and ends[next_row - 1] <= done:
+                    if self.online is not None:
+                        self.online.row = 0
+                        self.online.end_experience(self.monitor.steps)
                     if next_row == len(ends):
                         self._end_stream()
                     state.update(position=done, next_row=next_row + 1)  # where a resume continues
                     self.evaluate_row(next_row)
                     self.end_row(next_row)
                     next_row += 1
+
+    def _warn_short_tasks(self, lengths: list[int], bs: int) -> None:
+        """Stretches of the planned stream shorter than the strategy's ``min_batches_per_task``:
+        a warning in ``record.extra["warnings"]``, as a RuntimeWarning and on the progress output."""
+        need, name = self.strategy.min_batches_per_task(), self.record.strategy.get("name")
+        batches = [n / bs for n in lengths]
+        short = [b for b in batches if need and b < need]
+        if not short:
+            return
+        span = f"{min(short):.3g}" + ("" if min(short) == max(short) else f"-{max(short):.3g}")
+        message = (f"{name}: tasks shorter than it needs: {len(short)} of {len(batches)} stretches of the stream last "
+                   f"{span} batches of {bs}, and {name} needs {need} batches per task "
+                   f"(min_batches_per_task); this run does not measure the method (lengthen the tasks: "
+                   f"scenario.repeats=, scenario.train_per_class=)")
+        import warnings
+
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        self.record.extra.setdefault("warnings", []).append(message)
+        if hasattr(self.progress, "print"):
+            self.progress.print(f"warning: {message}")
 
     def _end_stream(self) -> None:
         with self.clock.phase("end_stream", sync=True):
@@ -242,12 +307,17 @@ class Session:
         """Book the row's phases, parameters and metrics; save the record; tell loggers."""
         rec, sc = self.record, self.scenario
         seconds, flops = self.clock.take()
+        if self.meter is not None and step > 0 and self.meter.compute_limited:
+            budget.book(rec, self.meter, flops)
+        used = memory.memory_bytes(self.strategy)
+        rec.compute.setdefault("memory", []).append(used)  # row 0: after preparation
         rec.timing["phases"].append({k: round(v, 6) for k, v in seconds.items()})
         if flops is not None:
             rec.compute.setdefault("flops_phases", []).append(flops)
         if step == 0:
             rec.timing["prepare_s"] = seconds.get("prepare", 0.0)
             rec.timing["encode_s"] = seconds.get("encode", 0.0)
+            self._after_row(0, used)
             return
         rec.timing["encode_s"] = rec.timing.get("encode_s", 0.0) + seconds.get("encode", 0.0)
         rec.timing["train_s"].append(sum(v for k, v in seconds.items() if is_training_phase(k)))
@@ -270,6 +340,15 @@ class Session:
                 checkpoints.save_session(self, step)
         for lg in self.loggers:
             safely(lg, "log_row", step, rec.matrix[-1], rec)
+        self._after_row(step, used)
+
+    def _after_row(self, step: int, used: dict) -> None:
+        """The budget's checks between rows: the memory cap (the record of the rows done is
+        saved first), then a fresh compute budget for the next experience."""
+        if self.meter is not None:
+            memory.check_memory(used, self.settings.budget.memory_bytes,
+                                "after preparation" if step == 0 else f"after experience {step}")
+            self.meter.start()
 
     def critical(self) -> Any:
         return self.guard.critical() if self.guard is not None else contextlib.nullcontext()

@@ -2,7 +2,9 @@
 
 Prints whatever a record holds (``None`` as "—", an unexpected value as its text):
 ``clbench show`` must never die on one odd record. Long lines (paths, deviations) are
-printed without wrapping (``soft_wrap``), so a path is never broken in two.
+printed without wrapping (``soft_wrap``), so a path is never broken in two. Text from the
+record reaches the terminal with its control characters as escapes (:func:`_text`): an
+``\x1b`` in an error message never drives the terminal.
 """
 from __future__ import annotations
 
@@ -13,7 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from clbench.results.leaderboard.formats import printable
 from clbench.results.records import RunRecord, status_text
+
+
+def _text(value: Any) -> str:
+    """Record text for the terminal: control characters as escapes, rich markup escaped."""
+    return escape(printable(value))
 
 
 def _is_number(v: Any) -> bool:
@@ -24,12 +32,12 @@ def _pct(v: Any) -> str:
     if v is None:
         return "—"
     if not _is_number(v):
-        return escape(str(v))
+        return _text(v)
     return f"{100 * v:.2f}" if math.isfinite(v) else str(v)
 
 
 def _secs(v: Any) -> str:
-    return f"{v:.1f}" if _is_number(v) else escape(str(v))
+    return f"{v:.1f}" if _is_number(v) else _text(v)
 
 
 def _rows(value: Any) -> list:
@@ -39,8 +47,8 @@ def _rows(value: Any) -> list:
 def matrix_table(record: RunRecord) -> Table:
     rows = _rows(record.matrix)
     T = max((len(r) for r in rows), default=0)
-    table = Table(title=escape(f"accuracy matrix (%) — {record.strategy.get('name')} on {record.scenario.get('name')}, "
-                               f"seed {record.seed}"))
+    table = Table(title=_text(f"accuracy matrix (%) — {record.strategy.get('name')} on {record.scenario.get('name')}, "
+                              f"seed {record.seed}"))
     table.add_column("after", justify="right")
     for j in range(1, T + 1):
         table.add_column(f"exp {j}", justify="right")
@@ -57,7 +65,7 @@ def metrics_table(record: RunRecord) -> Table:
     table = Table(title="summary")
     metrics = record.metrics if isinstance(record.metrics, dict) else {}
     for key in metrics:
-        table.add_column(escape(str(key)), justify="right")
+        table.add_column(_text(key), justify="right")
     table.add_row(*[_pct(v) for v in metrics.values()])
     return table
 
@@ -76,12 +84,12 @@ def print_record(record: RunRecord, console: Optional[Console] = None) -> None:
     if isinstance(timing.get("train_s"), list) and timing["train_s"]:
         console.print("train s per experience: " + ", ".join(_secs(t) for t in timing["train_s"]), soft_wrap=True)
     if isinstance(record.deviations, list) and record.deviations:
-        console.print("deviations from the paper protocol: " + escape("; ".join(map(str, record.deviations))),
+        console.print("deviations from the paper protocol: " + _text("; ".join(map(str, record.deviations))),
                       soft_wrap=True)
     if record.nonfinite:
-        console.print("[yellow]non-finite values (saved as null):[/] " + escape(", ".join(map(str, record.nonfinite))),
+        console.print("[yellow]non-finite values (saved as null):[/] " + _text(", ".join(map(str, record.nonfinite))),
                       soft_wrap=True)
     if record.status != "complete":
         done = f"{record.experiences_done}/{record.scenario.get('num_experiences', '?')} experiences done"
-        console.print(f"[bold red]status: {escape(status_text(record))}[/] ({done}) {escape(str(record.error or ''))}",
+        console.print(f"[bold red]status: {_text(status_text(record))}[/] ({_text(done)}) {_text(record.error or '')}",
                       soft_wrap=True)

@@ -129,3 +129,45 @@ def summarize_schedule(R: Matrix, union_accuracy: Sequence[Optional[float]], kin
         "FWT": None if kind in NO_FWT_KINDS or not later else
         float(np.mean([a[first_step[j] - 1, j] - a[0, j] for j in later])),
     }
+
+
+# -- evaluation inside experiences (``eval_every``; PROTOCOL.md, "Online evaluation") ----------
+
+def _seen_mean(accs: Sequence[Optional[float]]) -> Optional[float]:
+    vals = [a for a in accs if a is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def online_metrics(steps: Sequence[int], accs: Sequence[Sequence[Optional[float]]],
+                   end_steps: Sequence[Optional[int]]) -> dict[str, Optional[float]]:
+    """Metrics of an accuracy curve measured every few steps: ``steps[t]`` the run's step
+    of point t, ``accs[t][j]`` the accuracy on experience j's test set there (None: not
+    evaluated, e.g. not seen yet), ``end_steps[j]`` the step at which experience j's
+    training ended (None: not yet). Returns
+
+    - ``online_ACC``: mean over points of the mean accuracy over the evaluated experiences;
+    - ``AUC_ACC``: the area under that mean-accuracy curve over steps (trapezoids), divided
+      by the steps it spans (the value itself for one point);
+    - ``min_ACC``: De Lange et al.'s min-ACC, the mean over experiences j whose training
+      ended before the last point of the least accuracy on j at the points after that end
+      (the stability gap's depth; None where no experience qualifies)."""
+    means = [_seen_mean(a) for a in accs]
+    pts = [(s, m) for s, m in zip(steps, means) if m is not None]
+    out: dict[str, Optional[float]] = {"online_ACC": None, "AUC_ACC": None, "min_ACC": None}
+    if not pts:
+        return out
+    out["online_ACC"] = float(np.mean([m for _, m in pts]))
+    xs, ys = [float(s) for s, _ in pts], [m for _, m in pts]
+    span = xs[-1] - xs[0]
+    out["AUC_ACC"] = ys[0] if span == 0 else float(np.trapezoid(ys, xs) / span) if hasattr(np, "trapezoid") \
+        else float(np.trapz(ys, xs) / span)
+    last = steps[-1]
+    mins = []
+    for j, end in enumerate(end_steps):
+        if end is None or end >= last:
+            continue
+        after = [a[j] for s, a in zip(steps, accs) if s > end and j < len(a) and a[j] is not None]
+        if after:
+            mins.append(min(after))
+    out["min_ACC"] = float(np.mean(mins)) if mins else None
+    return out

@@ -1,10 +1,13 @@
 """Figures of run results (matplotlib, headless).
 
 Text from records (strategy labels, config values) is escaped, so a ``$`` never reaches
-matplotlib's math parser. :func:`save_figure` writes a figure as PNG and SVG.
+matplotlib's math parser. Curves stay apart at 20 rows (:func:`curve_style`: colour,
+line style and marker) with the legend beside the axes; heatmap cells show percent with
+one decimal. :func:`save_figure` writes a figure as PNG and SVG.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
@@ -18,6 +21,14 @@ import numpy as np  # noqa: E402
 #: experiences not yet seen (j > i): predictions range only over the classes seen so far.
 STRUCTURAL_ZERO_KINDS = frozenset({"class_incremental", "task_agnostic", "multilabel"})
 DPI = 100
+#: Ten colours told apart also in grey and by most colour-blind readers (matplotlib's
+#: tableau set), then a line style for each round of ten, and a marker per row.
+PALETTE = tuple(plt.get_cmap("tab10").colors)
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+#: Legend labels wrap at this many characters (a label holds the settings of its row).
+LEGEND_WRAP = 40
+LEGEND_FONT_PT = 7
 
 
 def plain_text(text: object) -> str:
@@ -27,6 +38,19 @@ def plain_text(text: object) -> str:
 
 def _cell(v: object) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+
+
+def percent(v: float, decimals: int = 1) -> str:
+    """A fraction as percent text, never "-0" (a forgetting of -0.00004 shows as 0.0)."""
+    text = f"{100 * v:.{decimals}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
+def curve_style(i: int) -> dict:
+    """Colour, line style and marker of the ``i``-th curve: no two of the first 40 share
+    colour and line style."""
+    return {"color": PALETTE[i % len(PALETTE)], "linestyle": LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)],
+            "marker": MARKERS[(i + i // len(PALETTE)) % len(MARKERS)]}
 
 
 def matrix_heatmap(
@@ -55,10 +79,10 @@ def matrix_heatmap(
         for (i, j), v in np.ndenumerate(a):
             if not np.isnan(v):
                 r, g, b, _ = im.cmap(im.norm(v))  # dark cell -> white text, whatever the colormap
-                ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, percent(v), ha="center", va="center", fontsize=7,
                         color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
     bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    bar.ax.yaxis.set_major_formatter(lambda x, _: f"{100 * x:.0f}")  # percent, like the cell labels
+    bar.ax.yaxis.set_major_formatter(lambda x, _: percent(x, 0))  # percent, like the cell labels
     fig.tight_layout()
     return fig
 
@@ -92,14 +116,23 @@ def accuracy_curves(
     ylabel: str = "accuracy (%)",
 ):
     """Accuracy after each step, one line per strategy (mean over seeds, band of ± one
-    std); ``curves`` maps a label to (means, stds) in [0, 1] for steps 1..T."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=DPI)
-    for label, (mean, std) in curves.items():
+    std; a step without a value, e.g. ``eval_rows=final``, left out); ``curves`` maps a
+    label to (means, stds) in [0, 1] for steps 1..T. Each line has its own
+    :func:`curve_style`; the legend sits right of the axes, the figure widened and
+    heightened to hold it."""
+    labels = [textwrap.fill(plain_text(label), LEGEND_WRAP) for label in curves]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    chars = max((len(part) for label in labels for part in label.split("\n")), default=0)
+    legend_in = (0.55 * LEGEND_FONT_PT / 72) * chars + 0.6 if curves else 0.0
+    height = max(3.8, 0.6 + lines * 1.3 * LEGEND_FONT_PT / 72 + 0.05 * len(labels))
+    fig, ax = plt.subplots(figsize=(6.0 + legend_in, height), dpi=DPI, layout="constrained")
+    for i, (label, (mean, std)) in enumerate(zip(labels, curves.values())):
         steps = np.arange(1, len(mean) + 1)
         m = 100 * np.array([_cell(v) for v in mean], dtype=float)
         s = 100 * np.array([_cell(v) for v in std], dtype=float)
-        (line,) = ax.plot(steps, m, marker="o", label=plain_text(label))
-        ax.fill_between(steps, m - s, m + s, color=line.get_color(), alpha=0.2, linewidth=0)
+        style = curve_style(i)
+        ax.plot(steps, m, label=label, markersize=4, linewidth=1.4, **style)
+        ax.fill_between(steps, m - s, m + s, color=style["color"], alpha=0.12, linewidth=0)
     longest = max((len(m) for m, _ in curves.values()), default=1)
     ax.set_xticks(range(1, longest + 1))
     ax.set_xlabel("after training experience")
@@ -108,8 +141,8 @@ def accuracy_curves(
     ax.set_title(plain_text(title))
     ax.grid(alpha=0.3)
     if curves:
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+        ax.legend(fontsize=LEGEND_FONT_PT, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  frameon=False, handlelength=3.0)
     return fig
 
 

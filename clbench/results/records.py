@@ -14,22 +14,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import errno
 import json
 import math
 import os
+import re
 import socket
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator, Optional, Union
 
-from clbench.errors import UserError
+from clbench.errors import DiskFullError, UserError
 
 SCHEMA_VERSION = 1
 #: ``running`` while the run goes on (saved after every experience), then one of the others:
 #: ``complete``, ``failed`` (an error; ``error`` says which) or ``interrupted`` (SIGTERM/SIGINT,
 #: e.g. a SLURM time limit; the rows done so far are kept).
 STATUSES = ("running", "complete", "failed", "interrupted")
+#: what a run id may be (clbench makes ``<time>-s<seed>-<hex>``; hand-made ones may hold a record name such
+#: as ``er+fpf``): one path component, no ``/``, ``\\``, NUL or control character, never ``.``/``..``
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
+#: errors that mean the disk (or the user's quota) is full
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class RecordError(UserError, ValueError):
@@ -39,6 +47,11 @@ class RecordError(UserError, ValueError):
 class RecordWriteError(RecordError):
     """A record (or the results folder) that cannot be written; names the path. The
     previous version of the file, if any, is unchanged."""
+
+
+class DiskFullWriteError(DiskFullError, RecordWriteError):
+    """A record or checkpoint write that failed because the disk (or quota) is full: both a
+    :class:`DiskFullError` (the run stops ``interrupted``, resumable) and a :class:`RecordWriteError`."""
 
 
 @dataclass
@@ -185,11 +198,62 @@ def _text(v: Any) -> str:
         return f"<{type(v).__name__}>"
 
 
-# -- writing -------------------------------------------------------------------------------
+# -- where records go ------------------------------------------------------------------------
+
+def valid_run_id(run_id: Any) -> bool:
+    """Whether ``run_id`` is a run id (:data:`RUN_ID`): a name that is one path component."""
+    return isinstance(run_id, str) and RUN_ID.fullmatch(run_id) is not None
+
+
+def check_run_id(run_id: Any, source: str = "") -> str:
+    """``run_id`` if it is valid, else :class:`RecordError` naming it (and ``source``)."""
+    if not valid_run_id(run_id):
+        where = f"{source}: " if source else ""
+        raise RecordError(f"{where}{run_id!r} is not a valid run id (letters, digits, '.', '_', '+', '=', '@', '-'; "
+                          "at most 128, starting with a letter or digit): refused, a run id names files under results_dir")
+    return run_id
+
+
+def _component(name: Any, what: str, source: str) -> str:
+    """``name`` if it can be one folder name under results_dir (no separator, not '.'/'..')."""
+    text = str(name)
+    if not text or text in (".", "..") or any(c in text for c in "/\\\0") or any(ord(c) < 32 for c in text):
+        raise RecordError(f"{source}: {what} {text!r} cannot name a folder under results_dir (refused)")
+    return text
+
+
+def path_for(results_dir: Union[str, Path], scenario: Any, strategy: Any, run_id: Any) -> Path:
+    """``<results_dir>/runs/<scenario>/<strategy>/<run_id>.json``, every part checked to be
+    one path component (so the path never leaves ``results_dir``)."""
+    source = f"record of run {run_id!r}"
+    return (Path(results_dir) / "runs" / _component(scenario, "scenario name", source)
+            / _component(strategy, "strategy name", source) / f"{check_run_id(run_id, 'record')}.json")
+
 
 def record_path(results_dir: Union[str, Path], record: RunRecord) -> Path:
-    """results/runs/<scenario>/<strategy>/<run_id>.json"""
-    return Path(results_dir) / "runs" / str(record.scenario["name"]) / str(record.strategy["name"]) / f"{record.run_id}.json"
+    """results/runs/<scenario>/<strategy>/<run_id>.json (:func:`path_for`)."""
+    return path_for(results_dir, record.scenario.get("name"), record.strategy.get("name"), record.run_id)
+
+
+def inside(root: Union[str, Path], path: Union[str, Path]) -> bool:
+    """Whether ``path``, resolved (symbolic links and ``..`` followed), lies inside ``root`` resolved."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) says the disk or quota is full."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, DiskFullError) or (isinstance(err, OSError) and err.errno in DISK_FULL):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
+# -- writing -------------------------------------------------------------------------------
 
 
 def _umask() -> int:
@@ -260,6 +324,9 @@ def save(record: RunRecord, results_dir: Union[str, Path]) -> Path:
         reason = err.strerror or str(err)
         copy = _rescue(record, data)
         where = f"; a copy is at {copy}" if copy else ""
+        if disk_full(err):
+            raise DiskFullWriteError(f"disk full: could not save the run record {path} ({reason}); the previous "
+                                     f"version, if any, is unchanged{where}") from err
         raise RecordWriteError(
             f"could not save the run record {path}: {reason}"
             f"{' (' + str(err.filename) + ')' if err.filename and str(err.filename) != str(path) else ''}"
@@ -278,7 +345,8 @@ def _rescue(record: RunRecord, data: dict) -> Optional[Path]:
 def check_writable(results_dir: Union[str, Path]) -> Path:
     """Raise :class:`RecordWriteError` naming the path if run records cannot be written
     under ``results_dir`` (it is a file, or it or its nearest existing parent is not a
-    writable folder); create nothing. Return the path."""
+    writable folder: tried by a real write, as permission bits do not tell for root, a
+    read-only mount or /proc); leave nothing behind. Return the path."""
     root = Path(results_dir).expanduser()
     probe = root
     try:
@@ -301,6 +369,8 @@ def check_writable(results_dir: Union[str, Path]) -> Path:
             fd, tmp = tempfile.mkstemp(prefix=".clbench-write-test.", dir=target)
             os.close(fd)
             os.unlink(tmp)
+        else:  # the nearest existing parent: a folder must be creatable there (not so in /proc, /sys)
+            os.rmdir(tempfile.mkdtemp(prefix=".clbench-write-test.", dir=probe))
     except RecordWriteError:
         raise
     except OSError as err:
@@ -337,6 +407,52 @@ def find(results_dir: Union[str, Path]) -> list[Path]:
     return sorted((Path(results_dir) / "runs").rglob("*.json"))
 
 
+#: the temporary file :func:`atomic_file` writes beside ``<name>`` (``tempfile.mkstemp``'s 8 characters)
+TEMP_FILE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+#: a temporary file younger than this may be being written (by a resumed run, say): left alone
+TEMP_GRACE_S = 120.0
+
+
+def stale_temp_files(folder: Path, writer_live: Any = lambda name: False) -> list[Path]:
+    """The temporary files :func:`atomic_file` left in ``folder`` (``.<name>.<8 chars>.tmp``,
+    nothing else) older than :data:`TEMP_GRACE_S` whose writer is not live
+    (``writer_live(name)``)."""
+    found = []
+    now = time.time()
+    for path in folder.glob(".*.tmp") if folder.is_dir() else []:
+        match = TEMP_FILE.fullmatch(path.name)
+        try:
+            if match is None or path.is_symlink() or not path.is_file() or now - path.stat().st_mtime < TEMP_GRACE_S:
+                continue
+        except OSError:
+            continue
+        if not writer_live(match["name"]):
+            found.append(path)
+    return found
+
+
+def clean_temp(results_dir: Union[str, Path]) -> list[Path]:
+    """Remove the temporary record files that killed runs left under ``results_dir/runs``
+    (a kill during a record's write); a live run's are kept. Return what was removed."""
+    removed = []
+    for folder in sorted((Path(results_dir) / "runs").glob("*/*/")):
+
+        def live(name: str, folder: Path = folder) -> bool:
+            try:
+                rec = load(folder / name)
+            except RecordError:
+                return False
+            return rec.status == "running" and liveness(rec) != "gone"
+
+        for path in stale_temp_files(folder, live):
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 # -- is a "running" record's process still there? ------------------------------------------
 
 def liveness(record: RunRecord) -> Optional[str]:
@@ -360,7 +476,7 @@ def liveness(record: RunRecord) -> Optional[str]:
         pass
     except OSError:
         return "unknown"
-    started = _process_start(record.pid)
+    started = process_start(record.pid)
     resumed = record.extra.get("resumed") if isinstance(record.extra, dict) else None
     since = resumed[-1].get("at") if isinstance(resumed, list) and resumed and isinstance(resumed[-1], dict) else None
     created = _parse_time(since or record.created)  # a resumed run's process started at its last resume
@@ -369,7 +485,7 @@ def liveness(record: RunRecord) -> Optional[str]:
     return "live"
 
 
-def _process_start(pid: int) -> Optional[float]:
+def process_start(pid: int) -> Optional[float]:
     """Start time (epoch seconds) of ``pid`` from /proc, None where unavailable."""
     try:
         with open(f"/proc/{pid}/stat") as f:

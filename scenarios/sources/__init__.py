@@ -134,7 +134,7 @@ def load_source(name: str, data_root: Optional[Path], *, download: bool = False,
 
 #: the modules that register sources (``scenarios.plugin_modules`` lists them too); a
 #: source is imported when it is first asked for (see ``clbench.registry``)
-SOURCE_MODULES = ("cifar", "coco", "digits", "fmnist", "mlfmnist", "voc")
+SOURCE_MODULES = ("cifar", "coco", "digits", "fmnist", "mlfmnist", "mnist", "voc")
 
 
 def import_all() -> None:

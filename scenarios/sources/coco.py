@@ -4,7 +4,10 @@ Looked for under ``<data_root>``: ``coco``, ``coco2014``, ``COCO``, ``mscoco``, 
 ``annotations/instances_{train,val}2014.json`` and the image folders ``train2014/`` and
 ``val2014/``. train2014 trains, val2014 tests (the MLCIL convention). An image's labels
 are the categories of all its annotations (crowd ones included, as KRT's loader does).
-Classes: the 80 categories sorted by name. Images are decoded lazily.
+Classes: the 80 categories sorted by name. Images are decoded lazily, in one of two
+geometries (``scenarios/sources/images.py``): ``native`` (at their native size,
+letterboxed on a ``max_side`` canvas; COCO's images are at most 640 px a side) or
+``square`` (resized to ``image_size`` squares, aspect not kept).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import torch
 
 from clbench.errors import DataMissingError
 from scenarios.sources import MULTI_LABEL, SOURCES, MultiLabelSource
-from scenarios.sources.images import ImageFiles
+from scenarios.sources.images import image_files
 
 SPLITS = {"train": "train2014", "test": "val2014"}
 HOW_TO_GET = (
@@ -58,11 +61,16 @@ def read_instances(path: Path) -> tuple[list[str], list[str], torch.Tensor]:
     return [c["name"] for c in cats], [im["file_name"] for im in images], labels
 
 
-def load(data_root: Optional[Path], *, image_size: int = 224, download: bool = False) -> MultiLabelSource:
-    """COCO 2014 train (train) and val (test) as a :class:`MultiLabelSource`."""
+def load(data_root: Optional[Path], *, image_size: int = 224, geometry: str = "square", max_side: int = 640,
+         download: bool = False) -> MultiLabelSource:
+    """COCO 2014 train (train) and val (test) as a :class:`MultiLabelSource`: images resized
+    to ``image_size`` squares (``geometry=square``) or letterboxed at native size on
+    ``max_side`` canvases (``native``)."""
     if download:
         raise DataMissingError(f"MS-COCO 2014 has no automatic download here (scenario.download=true). {HOW_TO_GET}")
     root = find_root(data_root)
+    side = max_side if geometry == "native" else image_size
+    tag = f"native{side}" if geometry == "native" else f"{side}"
     parts, names = {}, None
     for split, folder in SPLITS.items():
         cats, files, labels = read_instances(root / "annotations" / f"instances_{folder}.json")
@@ -73,11 +81,11 @@ def load(data_root: Optional[Path], *, image_size: int = 224, download: bool = F
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise DataMissingError(f"MS-COCO 2014 {folder}: {len(missing)} of {len(paths)} images missing, e.g. {missing[:3]}. {HOW_TO_GET}")
-        parts[split] = (ImageFiles(paths, image_size, fingerprint=f"coco2014/{folder}@{image_size}px"), labels)
+        parts[split] = (image_files(paths, side, geometry, fingerprint=f"coco2014/{folder}@{tag}px"), labels)
     return MultiLabelSource(
         "coco2014", parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1],
-        list(names), (3, image_size, image_size), str(root),
+        list(names), (3, side, side), str(root),
     )
 
 
-SOURCES.register("coco2014", load, kind=MULTI_LABEL, options=("image_size",))
+SOURCES.register("coco2014", load, kind=MULTI_LABEL, options=("image_size", "geometry", "max_side"))

@@ -1,10 +1,20 @@
-"""Image files decoded lazily: the one dataset class of every file-backed source
+"""Image files decoded lazily: the dataset classes of every file-backed source
 (split53's ImageFolder trees, VOC 2007's JPEGImages, COCO 2014's image folders).
 
-Each access reads the file with PIL (RGB; grey and palette images expanded), resizes it
-to ``image_size`` x ``image_size`` (bilinear, no aspect keep, no crop, no augmentation:
-those belong to methods) and returns a float tensor ``(3, image_size, image_size)`` in
-[0, 1]. Memory does not grow with the number of images: nothing is decoded up front.
+Each access reads the file with PIL (RGB; grey and palette images expanded) and returns
+a float tensor in [0, 1]; no crop, no augmentation (those belong to methods). Two
+geometries, because batches need one shape:
+
+- :class:`ImageFiles` (``square``): resized to ``image_size`` x ``image_size`` (bilinear,
+  aspect ratio not kept): ``(3, image_size, image_size)``.
+- :class:`LetterboxImageFiles` (``native``): the image at its native size (downscaled,
+  aspect kept, only where its longer side exceeds ``image_size``), centred on an
+  ``image_size`` x ``image_size`` canvas whose padding is :data:`PAD`, a value below
+  every pixel: a method finds each image's box as the bounding box of its pixels >= 0
+  and crops it at full resolution (MULTI-LANE's official transforms); a method that
+  resizes the whole input sees a letterboxed image with a black border.
+
+Memory does not grow with the number of images: nothing is decoded up front.
 
 Labels are optional. With a per-image ``labels`` list an item is ``(x, label)`` (a
 single-label dataset, as split53's tasks); without, an item is the image tensor alone,
@@ -27,6 +37,12 @@ from torch.utils.data import Dataset
 from clbench.errors import DataMissingError
 
 
+#: the padding of a letterboxed canvas: just below black, so that "pixel >= 0" tells an
+#: image's pixels from the padding exactly, and a method that ignores it sees black
+PAD = -(2.0 ** -10)
+GEOMETRIES = ("native", "square")
+
+
 class ImageFiles(Dataset):
     """Images read from disk on each access, resized to ``image_size`` square, float RGB
     in [0, 1]; an item is ``(x, labels[i])`` when ``labels`` is given, else ``x``."""
@@ -45,20 +61,56 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def image(self, i: int) -> torch.Tensor:
-        """Image ``i`` decoded: ``(3, image_size, image_size)`` float in [0, 1]."""
+    def decode(self, i: int):
+        """Image ``i`` as an RGB PIL image at its native size."""
         from PIL import Image
-        from torchvision.transforms import functional as TF
 
         path = self.paths[i]
         try:
             with open(path, "rb") as f:
-                image = Image.open(f).convert("RGB")
+                return Image.open(f).convert("RGB")
         except OSError as err:  # absent, unreadable or not an image (PIL's errors are OSErrors)
             raise DataMissingError(f"could not read image {path}: {err}") from err
-        image = TF.resize(image, [self.image_size, self.image_size])  # PIL bilinear (antialiased)
+
+    def image(self, i: int) -> torch.Tensor:
+        """Image ``i`` decoded: ``(3, image_size, image_size)`` float in [0, 1]."""
+        from torchvision.transforms import functional as TF
+
+        image = TF.resize(self.decode(i), [self.image_size, self.image_size])  # PIL bilinear (antialiased)
         return TF.to_tensor(image)
 
     def __getitem__(self, i: int):
         x = self.image(i)
         return x if self.labels is None else (x, self.labels[i])
+
+
+class LetterboxImageFiles(ImageFiles):
+    """Images at their native size (a longer side above ``image_size`` downscaled to it,
+    aspect kept, PIL bilinear), centred on an ``image_size`` square canvas padded with
+    :data:`PAD`: ``(3, image_size, image_size)``, pixels in [0, 1], padding negative."""
+
+    def image(self, i: int) -> torch.Tensor:
+        """Image ``i`` letterboxed (class docstring)."""
+        from torchvision.transforms import functional as TF
+
+        image, side = self.decode(i), self.image_size
+        w, h = image.size
+        if max(w, h) > side:
+            scale = side / max(w, h)
+            image = TF.resize(image, [max(1, min(side, round(h * scale))), max(1, min(side, round(w * scale)))])
+        x = TF.to_tensor(image)
+        h, w = x.shape[-2:]
+        canvas = torch.full((3, side, side), PAD)
+        top, left = (side - h) // 2, (side - w) // 2
+        canvas[:, top:top + h, left:left + w] = x
+        return canvas
+
+
+def image_files(paths: Sequence[Union[str, Path]], image_size: int, geometry: str, *, fingerprint: str,
+                labels: Optional[Sequence[Any]] = None) -> ImageFiles:
+    """The dataset of ``geometry``: ``square`` (:class:`ImageFiles`) or ``native``
+    (:class:`LetterboxImageFiles`, ``image_size`` the canvas side)."""
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry={geometry!r} is not a valid choice; valid choices: {list(GEOMETRIES)}")
+    cls = LetterboxImageFiles if geometry == "native" else ImageFiles
+    return cls(paths, image_size, fingerprint=fingerprint, labels=labels)

@@ -4,7 +4,10 @@ Looked for under ``<data_root>``: ``VOCdevkit/VOC2007``, ``VOC2007``, ``voc/VOCd
 Needs ``ImageSets/Main/{trainval,test}.txt``, ``ImageSets/Main/<class>_{trainval,test}.txt``
 and ``JPEGImages/<id>.jpg``. A label is positive only where the class file says ``1``
 (``0`` = difficult only and ``-1`` = absent are both not positive). trainval trains,
-test tests. Classes: the 20 VOC names, alphabetical. Images are decoded lazily.
+test tests. Classes: the 20 VOC names, alphabetical. Images are decoded lazily, in one of
+two geometries (``scenarios/sources/images.py``): ``native`` (at their native size,
+letterboxed on a ``max_side`` canvas; VOC's images are at most 500 px a side) or
+``square`` (resized to ``image_size`` squares, aspect not kept).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch
 
 from clbench.errors import DataMissingError
 from scenarios.sources import MULTI_LABEL, SOURCES, MultiLabelSource
-from scenarios.sources.images import ImageFiles
+from scenarios.sources.images import ImageFiles, image_files
 
 CLASS_NAMES = sorted([
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -68,18 +71,22 @@ def read_split(root: Path, split: str) -> tuple[list[str], torch.Tensor]:
     return ids, labels
 
 
-def _images(root: Path, ids: list[str], split: str, image_size: int) -> ImageFiles:
+def _images(root: Path, ids: list[str], split: str, side: int, geometry: str) -> ImageFiles:
     paths = [root / "JPEGImages" / f"{i}.jpg" for i in ids]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise DataMissingError(
             f"PASCAL VOC 2007 {split}: {len(missing)} of {len(paths)} images missing, e.g. {missing[:3]}. {HOW_TO_GET}"
         )
-    return ImageFiles(paths, image_size, fingerprint=f"voc2007/{split}@{image_size}px")
+    tag = f"native{side}" if geometry == "native" else f"{side}"
+    return image_files(paths, side, geometry, fingerprint=f"voc2007/{split}@{tag}px")
 
 
-def load(data_root: Optional[Path], *, image_size: int = 224, download: bool = False) -> MultiLabelSource:
-    """VOC 2007 trainval (train) and test as a :class:`MultiLabelSource`."""
+def load(data_root: Optional[Path], *, image_size: int = 224, geometry: str = "square", max_side: int = 500,
+         download: bool = False) -> MultiLabelSource:
+    """VOC 2007 trainval (train) and test as a :class:`MultiLabelSource`: images resized to
+    ``image_size`` squares (``geometry=square``) or letterboxed at native size on
+    ``max_side`` canvases (``native``)."""
     if download:
         from torchvision.datasets import VOCDetection
 
@@ -89,10 +96,11 @@ def load(data_root: Optional[Path], *, image_size: int = 224, download: bool = F
             VOCDetection(str(data_root), year="2007", image_set=split, download=True)
     root = find_root(data_root)
     (tr_ids, tr_labels), (te_ids, te_labels) = read_split(root, "trainval"), read_split(root, "test")
+    side = max_side if geometry == "native" else image_size
     return MultiLabelSource(
-        "voc2007", _images(root, tr_ids, "trainval", image_size), tr_labels,
-        _images(root, te_ids, "test", image_size), te_labels, list(CLASS_NAMES), (3, image_size, image_size), str(root),
+        "voc2007", _images(root, tr_ids, "trainval", side, geometry), tr_labels,
+        _images(root, te_ids, "test", side, geometry), te_labels, list(CLASS_NAMES), (3, side, side), str(root),
     )
 
 
-SOURCES.register("voc2007", load, kind=MULTI_LABEL, options=("image_size",))
+SOURCES.register("voc2007", load, kind=MULTI_LABEL, options=("image_size", "geometry", "max_side"))

@@ -9,6 +9,7 @@ from typing import Optional
 
 from clbench.api.scenario import Scenario, ScenarioConfig, register_scenario
 from clbench.errors import DataMissingError
+from clbench.fields import setting
 from clbench.types import TASK_INCREMENTAL, Experience
 from scenarios.sources.images import ImageFiles
 from scenarios.split53.layout import Split53Report, inspect_task, missing_message, split53_root
@@ -25,9 +26,10 @@ class Split53Config(ScenarioConfig):
 
     kind: str = TASK_INCREMENTAL
     default_backbone: str = "resnet18"
-    tasks: str = "all"
-    image_size: int = PAPER_IMAGE_SIZE
-    subsample: bool = True
+    tasks: str = setting("all", "which tasks run, by order number: all, 1-5, 3, 1,4,7")
+    image_size: int = setting(PAPER_IMAGE_SIZE, "side in pixels the decoded images are resized to (the paper's: 224)")
+    subsample: bool = setting(True, "the paper's per-class subsample (>= 60 classes: 5,120 / 512 images, else "
+                                    "2,560 / 256; seed 27)")
 
 
 def _dataset(task: Split53Task, split: str, by_class: list[list[str]], offset: int, image_size: int, tdir: Path) -> ImageFiles:

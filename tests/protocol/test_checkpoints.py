@@ -163,8 +163,10 @@ def test_resume_names_the_runs_there_when_nothing_matches(tmp_path, capsys):
 def test_a_complete_run_is_not_resumed_and_leaves_no_checkpoint(tmp_path, capsys):
     assert cli_main(_small(tmp_path)) == 0
     assert not any((tmp_path / "checkpoints").glob("*/step-*.pt"))
-    assert cli_main(_small(tmp_path, "resume=auto")) == 0  # nothing to resume: a new run
-    assert len(list(tmp_path.glob("runs/*/*/*.json"))) == 2
+    capsys.readouterr()
+    assert cli_main(_small(tmp_path, "resume=auto")) == 0  # complete already: skipped, not run again (issue 25.2)
+    assert len(list(tmp_path.glob("runs/*/*/*.json"))) == 1 and "already complete" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
 
 
 def test_a_strategy_whose_state_is_not_all_in_its_state_dict_is_not_resumed(tmp_path, capsys, monkeypatch):

@@ -73,7 +73,8 @@ def test_latex_default_columns_are_compact(tmp_path, capsys):
     _two_configs(tmp_path)
     _, tex, _ = board_md(capsys, tmp_path, "--format", "latex")
     head = next(ln for ln in tex.splitlines() if ln.strip().startswith(r"\#"))
-    assert [h.split(" $")[0].strip() for h in head.rstrip("\\ ").split("&")][3:] == ["ACC", "AIA", "FGT", "Params", "Total s"]
+    # issue 23: the compact set fits one column at 8 pt (no n column when every row has the same n)
+    assert [h.split(" $")[0].strip() for h in head.rstrip("\\ ").split("&")][2:] == ["ACC", "FGT", "Params"]
     _, tex, _ = board_md(capsys, tmp_path, "--format", "latex", "--metric", "ACC", "BWT")
     assert "BWT" in tex and "AIA" not in tex.split(r"\midrule")[0].split(r"\toprule")[1]
 
@@ -85,7 +86,7 @@ def test_latex_tables_compile_and_fit_one_column(tmp_path, capsys):
     (tmp_path / "board.tex").write_text(tex)
     (tmp_path / "doc.tex").write_text(
         "\\documentclass[twocolumn]{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n"
-        "\\usepackage{booktabs,graphicx}\n\\begin{document}\n\\input{board.tex}\n\\end{document}\n")
+        "\\usepackage{booktabs,tabularx}\n\\begin{document}\n\\input{board.tex}\n\\end{document}\n")  # issue 23: tabularx
     out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     log = (tmp_path / "doc.log").read_text(errors="replace")
@@ -120,7 +121,8 @@ def test_footnotes_in_order_wording_and_no_bold_within_noise(tmp_path, capsys):
     assert "from 1 run record;" in md
     code, _, _ = board_md(capsys, one, "--format", "html", "--out", one / "b.html")
     assert "over 1 seed<" in (one / "b.html").read_text()
-    # bold only when the lead exceeds the std: ACC 0.55 ± 0.21 vs 0.45 (no); 0.50 ± 0.014 vs 0.45 (yes)
+    # bold only when a paired t-test over shared seeds finds the lead significant: ACC 0.55 ± 0.21 vs 0.45 (no);
+    # 0.50 ± 0.01 vs 0.45 over 3 seeds (per-seed leads 0.04, 0.05, 0.06: p = 0.013, yes)
     noisy = tmp_path / "noisy"
     for seed, last in ((0, [0.4, 0.4, 0.4]), (1, [0.7, 0.7, 0.7])):
         records.save(make_record("a", seed, matrix=[[0, 0, 0], [1, 0, 0], [1, 1, 0], last]), noisy)
@@ -129,11 +131,11 @@ def test_footnotes_in_order_wording_and_no_bold_within_noise(tmp_path, capsys):
     _, md, _ = board_md(capsys, noisy, "--metric", "ACC")
     assert "**" not in md.split("## Skipped")[0].split("| --:")[-1]
     clean = tmp_path / "clean"
-    for seed, last in ((0, [0.49, 0.49, 0.49]), (1, [0.51, 0.51, 0.51])):
+    for seed, last in ((0, [0.49, 0.49, 0.49]), (1, [0.50, 0.50, 0.50]), (2, [0.51, 0.51, 0.51])):
         records.save(make_record("a", seed, matrix=[[0, 0, 0], [1, 0, 0], [1, 1, 0], last]), clean)
         records.save(make_record("b", seed, matrix=[[0, 0, 0], [1, 0, 0], [1, 1, 0], [0.45, 0.45, 0.45]]), clean)
     _, md, _ = board_md(capsys, clean, "--metric", "ACC")
-    assert "**50.00 ± 1.41**" in md
+    assert "**50.00 ± 1.00 [47.52, 52.48]**" in md
 
 
 def test_protocol_definition_ships_with_the_repo_and_is_linked(tmp_path, capsys):

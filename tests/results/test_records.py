@@ -79,3 +79,29 @@ def test_show_prints_matrix_and_metrics(tmp_path, capsys):
     assert main(["show", str(path)]) == 0
     out = capsys.readouterr().out
     assert "accuracy matrix" in out and "65.00" in out and "80.00" in out
+
+
+@pytest.mark.parametrize("run_id", ["er+fpf-toy-s0-123", "20261202T195837-s0-0ea00d", "kfpf_kd.v2", "a=b@c"])
+def test_run_ids_with_record_names_are_accepted(run_id, tmp_path):
+    from handmade_records import make_record as handmade
+
+    path = records.save(handmade("er+fpf", run_id=run_id), tmp_path)
+    assert path.name == f"{run_id}.json" and records.inside(tmp_path, path)
+
+
+@pytest.mark.parametrize("run_id", ["../victim", "/etc/passwd", "a/b", "a\\b", "a\0b", "..", ".", "", "a\rb", "-x"])
+def test_run_ids_that_leave_the_results_folder_are_refused(run_id, tmp_path):
+    assert not records.valid_run_id(run_id)
+    with pytest.raises(RecordError, match="not a valid run id"):
+        records.save(make_record(run_id=run_id), tmp_path)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.json"))
+
+
+def test_resume_force_is_a_harness_key_that_never_splits_rows():
+    from clbench.results.leaderboard.collect import config_id, config_key
+    from clbench.settings import harness_keys
+
+    assert "resume_force" in harness_keys()
+    plain = make_record(config={"seed": 0, "strategy": {"name": "naive"}})
+    forced = make_record(config={"seed": 0, "strategy": {"name": "naive"}, "resume_force": True, "resume": "auto"})
+    assert config_key(plain) == config_key(forced) and config_id(config_key(plain)) == config_id(config_key(forced))

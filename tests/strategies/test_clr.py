@@ -18,7 +18,6 @@ from clbench.protocol import IncompatibleError, RunSettings
 from clbench.api.scenario import Scenario, build_scenario
 from clbench.types import TASK_INCREMENTAL, VISIBILITY_BY_KIND, Experience, ExperienceInfo, ScenarioInfo
 from scenarios.class_incremental import ClassIncrementalConfig
-from strategies import clr
 from strategies.clr import CLR, CLRConfig, CLRFull, ConvSlot, NormSlot, ReprogrammedNet
 
 TI = VISIBILITY_BY_KIND[TASK_INCREMENTAL]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
 from clbench.results import metrics
-from clbench.results.leaderboard.collect import Group, Skipped, flatten
+from clbench.results.leaderboard.collect import Group, Skipped, final_row_only, flatten
 from clbench.results.leaderboard.intransigence import intransigence_values
 from clbench.results.records import RunRecord
 
@@ -39,6 +39,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("OF1", "OF1", True, "fraction"),
     Column("routing_accuracy", "Routing acc", True, "fraction"),
     Column("params_total", "Params", False, "count"),
+    Column("nonzero_params", "Non-zero params", False, "count"),
     Column("params_added", "+Params/exp", False, "count"),
     Column("prepare_s", "Prep s", False, "seconds"),
     Column("train_s", "Train s", False, "seconds"),
@@ -46,12 +47,20 @@ COLUMNS: tuple[Column, ...] = (
     Column("total_s", "Total s", False, "seconds"),
     Column("flops", "Train FLOPs", False, "flops"),
     Column("acc_per_pflop", "ACC/PFLOP", True, "number"),
+    Column("online_ACC", "Online ACC", True, "fraction"),
+    Column("AUC_ACC", "AUC ACC", True, "fraction"),
+    Column("min_ACC", "min-ACC", True, "fraction"),
+    Column("memory_bytes", "Memory B", False, "count"),
+    Column("budget_steps", "Budget steps/exp", None, "count"),
+    Column("budget_flops", "Budget FLOPs/exp", None, "flops"),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 _BY_KEY = {c.key: c for c in COLUMNS}
 AUX_PREFIX = "aux."
-#: The columns of ``--format latex`` without ``--metric``: few enough for a one-column page.
-COMPACT_KEYS = ("ACC", "AIA", "FGT", "params_total", "total_s")
+#: The columns of ``--format latex`` without ``--metric``: few enough that a table fits one
+#: column of a two-column paper at 8 pt with room for the Strategy names (the final
+#: accuracy, forgetting and size; a pruned method's Params show its non-zero count).
+COMPACT_KEYS = ("ACC", "FGT", "params_total")
 #: Multi-label records carry each of these twice (KRT's names): a table shows the pair once.
 MULTILABEL_ALIASES = {"last_mAP": "ACC", "avg_mAP": "AIA"}
 
@@ -84,7 +93,8 @@ class Stat:
 
 def record_values(record: RunRecord, aux: Sequence[str] = ()) -> dict[str, Optional[float]]:
     """A run's value for every column: its metrics (INT is added by the table, which
-    knows the joint reference) plus final parameter count, mean parameters added per
+    knows the joint reference) plus final parameter count, the non-zero parameters a
+    pruned method reports (``extra.aux.nonzero_params``), mean parameters added per
     experience, preparation / training / evaluation / total wall seconds (see
     :func:`phase_seconds`), total training FLOPs (``compute.train_flops``, else the sum
     of ``timing.flops`` when counted for every experience), ACC per training PFLOP and
@@ -107,6 +117,13 @@ def record_values(record: RunRecord, aux: Sequence[str] = ()) -> dict[str, Optio
     extra_aux = (record.extra or {}).get("aux") or {}
     if isinstance(extra_aux, list):  # one dict per step: the last step's values
         extra_aux = extra_aux[-1] if extra_aux and isinstance(extra_aux[-1], dict) else {}
+    out["nonzero_params"] = _num(extra_aux.get("nonzero_params"))
+    compute = record.compute or {}
+    memory = compute.get("memory")  # per row: bytes of model + frozen copies + stored data (protocol/memory.py)
+    out["memory_bytes"] = _num(memory[-1].get("total")) if isinstance(memory, list) and memory and \
+        isinstance(memory[-1], dict) else None
+    budget = compute.get("budget") if isinstance(compute.get("budget"), dict) else {}
+    out["budget_steps"], out["budget_flops"] = _num(budget.get("steps")), _num(budget.get("flops"))
     for key in aux:
         out[key] = _num(extra_aux.get(key[len(AUX_PREFIX):]))
     return out
@@ -173,6 +190,21 @@ class Row:
     deviations: list[str]
     rank: int = 0
     notes: list[int] = field(default_factory=list)  # footnote numbers of its deviations
+    #: ``key=value`` of the config keys in which it differs from the other rows of its strategy
+    config_diff: list[str] = field(default_factory=list)
+    #: per column, ``{seed: value}`` of its runs (for the paired tests of ``ScenarioTable.best``)
+    per_seed: dict[str, dict[int, Optional[float]]] = field(default_factory=dict)
+
+    def interval(self, key: str) -> Optional[tuple[float, float]]:
+        """The 95% Student-t interval of column ``key``'s mean over seeds (None below 2 values)."""
+        from clbench.results.stats import t_interval
+
+        return t_interval([v for v in self.per_seed.get(key, {}).values() if v is not None])
+
+    @property
+    def final_only(self) -> bool:
+        """Whether every run was evaluated only after the last step (``eval_rows=final``)."""
+        return all(final_row_only(r.matrix) for r in self.records)
 
     @property
     def seeds(self) -> list[int]:
@@ -210,10 +242,16 @@ class ScenarioTable:
     rank_by: str
     notes: list[str]  # deviation texts; footnote k is notes[k - 1]
 
+    @property
+    def final_only_rows(self) -> int:
+        """How many rows were evaluated only after the last step (``eval_rows=final``)."""
+        return sum(row.final_only for row in self.rows)
+
     def best(self, column: Column) -> set[int]:
         """Indices of the rows whose mean, rounded as printed, is best in ``column``;
         none when all rows show the same value, for a column without a direction, or
-        when a best row's std exceeds its lead over the runner-up (the order is noise)."""
+        when a best row's lead over a runner-up is not significant (``clbench.results.stats.compare``:
+        a paired t-test over shared seeds, else Welch's; p < 0.05; the order is noise)."""
         if column.higher_is_better is None:
             return set()
         shown = [(i, rounded(row.stats[column.key].mean, column)) for i, row in enumerate(self.rows)
@@ -224,11 +262,14 @@ class ScenarioTable:
         top = pick(v for _, v in shown)
         winners = {i for i, v in shown if v == top}
         runner_up = pick(v for _, v in shown if v != top)
-        runner_mean = next(self.rows[i].stats[column.key].mean for i, v in shown if v == runner_up)
+        from clbench.results.stats import compare
+
+        runners = [j for j, v in shown if v == runner_up]
         for i in winners:
-            stat = self.rows[i].stats[column.key]
-            if stat.std is not None and stat.std > abs(stat.mean - runner_mean):
-                return set()
+            for j in runners:
+                test = compare(self.rows[i].per_seed.get(column.key, {}), self.rows[j].per_seed.get(column.key, {}))
+                if test is None or not test.significant:
+                    return set()
         return winners
 
 
@@ -264,7 +305,7 @@ def build_tables(groups: Sequence[Group], *, rank_by: str = "ACC", keys: Optiona
     tables = []
     for scenario in sorted({g.scenario for g in groups}):
         mine = [g for g in groups if g.scenario == scenario]
-        labels = _labels(mine)
+        labels, diffs = _labels(mine)
         rows = []
         for g in mine:
             values = [record_values(r, aux) for r in g.records]
@@ -272,8 +313,10 @@ def build_tables(groups: Sequence[Group], *, rank_by: str = "ACC", keys: Optiona
                 v["INT"] = int_
             stats = {k: Stat.of(v[k] for v in values) for k in all_keys}
             deviations = sorted({d for r in g.records for d in (r.deviations or [])})
+            per_seed = {k: {r.seed: v[k] for r, v in zip(g.records, values)} for k in all_keys}
             rows.append(Row(g.strategy, labels[g.config_id], g.config_id, g.config, g.records,
-                            [run.path for run in g.runs], stats, deviations))
+                            [run.path for run in g.runs], stats, deviations, config_diff=diffs[g.config_id],
+                            per_seed=per_seed))
         first = mine[0].records[0]
         kind = first.scenario.get("kind", "?")
         wanted = list(keys) if keys else list(COLUMN_KEYS)
@@ -319,7 +362,10 @@ def _rank(rows: list[Row], column: Column) -> None:
 
 
 def _forgetting(record) -> list[list[Optional[float]]]:
-    """A run's forgetting matrix; over its schedule where the stream revisits experiences."""
+    """A run's forgetting matrix; over its schedule where the stream revisits experiences;
+    all None for a run evaluated only after its last step (nothing to forget from)."""
+    if final_row_only(record.matrix):
+        return [[None] * len(record.matrix[0]) for _ in record.matrix[1:]]
     schedule = record.scenario.get("schedule")
     if isinstance(schedule, list) and len(schedule) + 1 != len(record.matrix[0]) + 1:
         first = [schedule.index(j) + 1 for j in range(len(record.matrix[0]))]
@@ -327,9 +373,16 @@ def _forgetting(record) -> list[list[Optional[float]]]:
     return metrics.forgetting_matrix(record.matrix)
 
 
-def _labels(groups: Sequence[Group]) -> dict[str, str]:
-    """Strategy name, plus the settings that tell its row apart: config keys that vary
-    among configs of the same strategy, and scenario/harness keys that vary across the table."""
+#: A harness key the label names only where it is set to the exception (rows evaluated
+#: only after the last step), not as ``eval_rows=all`` on every other row.
+EVAL_ROWS = "eval_rows"
+
+
+def _labels(groups: Sequence[Group]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Per config id: the label (strategy name, plus the settings that tell its row apart:
+    config keys that vary among configs of the same strategy, scenario/harness keys that
+    vary across the table, and ``eval_rows=final`` for runs evaluated only at the end) and
+    the ``key=value`` of the keys in which it differs from the other configs of its strategy."""
     flat = {g.config_id: flatten(g.config) for g in groups}
     everything = sorted({k for f in flat.values() for k in f})
 
@@ -338,14 +391,20 @@ def _labels(groups: Sequence[Group]) -> dict[str, str]:
 
     # the method's own settings, its add-on (already in the row name) and its backbone (a
     # method's own choice) only label rows that share the strategy name
-    table_wide = varying([g.config_id for g in groups], lambda k: not k.startswith(("strategy.", "addon.", "backbone.")))
-    labels = {}
+    table_wide = varying([g.config_id for g in groups],
+                         lambda k: not k.startswith(("strategy.", "addon.", "backbone.")) and k != EVAL_ROWS)
+    labels, diffs = {}, {}
     for g in groups:
         same = [h.config_id for h in groups if h.strategy == g.strategy]
-        keys = sorted(set(table_wide) | set(varying(same, lambda k: True)))
-        parts = [f"{k.removeprefix('strategy.')}={_short(flat[g.config_id].get(k))}" for k in keys]
+        own = [k for k in varying(same, lambda k: True) if k != EVAL_ROWS]
+        keys = sorted(set(table_wide) | set(own))
+        show = lambda k: f"{k.removeprefix('strategy.')}={_short(flat[g.config_id].get(k))}"  # noqa: E731
+        parts = [show(k) for k in keys]
+        if all(final_row_only(r.record.matrix) for r in g.runs):
+            parts.append(f"{EVAL_ROWS}=final")
         labels[g.config_id] = g.strategy + (f" ({', '.join(parts)})" if parts else "")
-    return labels
+        diffs[g.config_id] = [show(k) for k in varying(same, lambda k: True)]
+    return labels, diffs
 
 
 def _short(value: Optional[str]) -> str:

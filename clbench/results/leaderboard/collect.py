@@ -16,7 +16,8 @@ from clbench.results.records import RecordError, RunRecord, find, liveness_note,
 #: what was learned: two runs differing only in these are the same experiment.
 NON_SCIENTIFIC_KEYS = (
     "seed", "device", "results_dir", "data_root", "progress", "eval_batch_size",
-    "count_flops", "num_workers", "logger", "hydra", "resume", "keep_checkpoints",
+    "count_flops", "num_workers", "logger", "hydra", "resume", "resume_force", "keep_checkpoints",
+    "target",  # a paper config's target number (clbench.results.targets): what a run is judged by, not what it learns
 )
 #: Nested keys of the same nature (where data come from, not which data).
 NON_SCIENTIFIC_PATHS = ("scenario.download",)
@@ -110,8 +111,10 @@ def load_records(results_dir: Union[str, Path]) -> tuple[list[Loaded], list[Skip
 
 def check_usable(record: RunRecord) -> str:
     """Why a schema-valid record cannot enter a leaderboard ('' when it can): not
-    complete, a matrix that is not (steps+1) x T, or a field of the wrong type anywhere the
-    leaderboard reads (:func:`type_problems`)."""
+    complete, a matrix that is not (steps+1) x T, a field of the wrong type anywhere the
+    leaderboard reads (:func:`type_problems`) or a value outside its range
+    (:func:`range_problems`). A matrix with only its first and last rows evaluated
+    (``eval_rows=final``, :func:`final_row_only`) is usable: it is ranked on its final row."""
     if record.status != "complete":
         T = record.scenario.get("num_experiences", "?")
         done = f"{record.experiences_done}/{T if isinstance(T, (int, str)) else '?'} experiences done"
@@ -130,16 +133,94 @@ def check_usable(record: RunRecord) -> str:
     nonfinite = [p for p in (record.nonfinite or []) if isinstance(p, str) and p.startswith(("matrix", "metrics.ACC"))]
     if nonfinite:
         return f"non-finite values (saved as null) at {', '.join(nonfinite[:5])}"
-    if not all(_is_number(v) for r in matrix for v in r):
+    final = final_row_only(matrix)
+    if not final and not all(_is_number(v) for r in matrix for v in r):
         return "accuracy matrix holds non-numeric entries"
     if not _is_number(record.metrics.get("ACC")):
         return "metrics lack a numeric ACC"
-    if not all(_is_number(v) for v in record.union_accuracy):
+    union = record.union_accuracy
+    if not all(_is_number(v) or (final and v is None and i < len(union) - 1) for i, v in enumerate(union)):
         return "union_accuracy holds non-numeric entries"
     bad = [k for k, v in record.metrics.items() if v is not None and not _is_number(v)]
     if bad:
         return f"non-numeric metrics {sorted(bad)}"
+    out_of_range = range_problems(record)
+    if out_of_range:
+        more = f" (and {len(out_of_range) - 5} more)" if len(out_of_range) > 5 else ""
+        return "values out of range: " + "; ".join(out_of_range[:5]) + more
     return ""
+
+
+def final_row_only(matrix: Any) -> bool:
+    """Whether ``matrix`` is what ``eval_rows=final`` records: rows 0 and T numeric, every
+    row in between all null (not evaluated), at least one such row."""
+    if not isinstance(matrix, list) or len(matrix) < 3 or not all(isinstance(r, list) for r in matrix):
+        return False
+    ends = matrix[0] + matrix[-1]
+    return all(_is_number(v) for v in ends) and all(v is None for r in matrix[1:-1] for v in r)
+
+
+#: The range of each metric the protocol defines (PROTOCOL.md): accuracies are fractions,
+#: forgetting and transfers differences of fractions.
+METRIC_RANGES = {
+    **{k: (0.0, 1.0) for k in ("ACC", "AIA", "avg_mAP", "last_mAP", "CF1", "OF1", "routing_accuracy")},
+    **{k: (-1.0, 1.0) for k in ("FGT", "BWT", "FWT", "INT")},
+}
+#: Slack for float rounding at a range's ends.
+TOLERANCE = 1e-9
+
+
+def range_problems(record: RunRecord) -> list[str]:
+    """Each value the leaderboard reads that lies outside its range, as ``"path = v outside
+    [lo, hi]"`` or ``"path = v is negative"``: accuracies (matrix, union_accuracy, metrics)
+    outside [0, 1], forgetting and transfers outside [-1, 1], and negative seconds, FLOPs
+    or parameter counts. Call on a record that :func:`type_problems` accepts."""
+    out: list[str] = []
+
+    def within(path: str, v: Any, lo: float, hi: float) -> None:
+        if _is_number(v) and not lo - TOLERANCE <= v <= hi + TOLERANCE:
+            out.append(f"{path} = {v:g} outside [{lo:g}, {hi:g}]")
+
+    def nonnegative(path: str, v: Any) -> None:
+        if _is_number(v) and v < -TOLERANCE:
+            out.append(f"{path} = {v:g} is negative")
+
+    for i, row in enumerate(record.matrix):
+        for j, v in enumerate(row):
+            within(f"matrix[{i}][{j}]", v, 0.0, 1.0)
+    for i, v in enumerate(record.union_accuracy):
+        within(f"union_accuracy[{i}]", v, 0.0, 1.0)
+    for key, (lo, hi) in METRIC_RANGES.items():
+        within(f"metrics.{key}", record.metrics.get(key), lo, hi)
+    timing = record.timing
+    for key in ("prepare_s", "encode_s"):
+        nonnegative(f"timing.{key}", timing.get(key))
+    for key in ("train_s", "eval_s", "flops"):
+        for i, v in enumerate(timing.get(key) or []):
+            nonnegative(f"timing.{key}[{i}]", v)
+    for name, v in _phase_values(timing.get("phases")):
+        nonnegative(f"timing.phases.{name}", v)
+    nonnegative("compute.train_flops", record.compute.get("train_flops"))
+    nonnegative("params.initial.total", (record.params.get("initial") or {}).get("total"))
+    for i, item in enumerate(record.params.get("after") or []):
+        nonnegative(f"params.after[{i}].total", item.get("total"))
+    aux = record.extra.get("aux")
+    for i, r in enumerate(aux if isinstance(aux, list) else [aux]):
+        for key, v in (r or {}).items():
+            if key.endswith("params"):  # parameter counts a method reports (e.g. TAME's nonzero_params)
+                nonnegative(f"extra.aux{f'[{i}]' if isinstance(aux, list) else ''}.{key}", v)
+    return out
+
+
+def _phase_values(phases: Any) -> list[tuple[str, Any]]:
+    """(name, seconds) of every entry of a ``timing.phases`` that :func:`_phases_ok` accepts."""
+    items: list[tuple[str, Any]] = []
+    for p in [phases] if isinstance(phases, dict) else phases if isinstance(phases, list) else []:
+        if "name" in p or "phase" in p:
+            items.append((str(p.get("name", p.get("phase"))), p.get("seconds", p.get("s"))))
+        else:
+            items.extend((str(k), v) for k, v in p.items())
+    return [(name, x) for name, v in items for x in (v if isinstance(v, list) else [v])]
 
 
 def _kind(v: Any) -> str:
@@ -252,14 +333,23 @@ def config_key(record: RunRecord) -> dict:
     """The scientific configuration of a run: ``record.config`` (scenario, strategy,
     backbone, val_fraction, ...) minus :data:`NON_SCIENTIFIC_KEYS` (seed, device,
     results_dir, data_root, progress, eval_batch_size, count_flops, num_workers, logger,
-    hydra, resume, keep_checkpoints) and :data:`NON_SCIENTIFIC_PATHS` (scenario.download). Fields outside
+    hydra, resume, resume_force, keep_checkpoints, target) and :data:`NON_SCIENTIFIC_PATHS`
+    (scenario.download). Fields outside
     ``record.config`` (run_id, created, environment, timing, status) never enter it.
     A record without a run config (``protocol.run`` called directly) falls back to its
-    scenario name and its strategy's config and backbone."""
-    key = {k: v for k, v in (record.config or {}).items() if k not in NON_SCIENTIFIC_KEYS}
+    scenario name and its strategy's config and backbone, plus ``eval_rows: final`` where
+    its matrix says so (such a run has no AIA or FGT: it never merges with full ones)."""
+    from clbench.settings import OFF_VALUES  # budget, eval_every, tuning left off: the key they had before they existed
+
+    key = {k: v for k, v in (record.config or {}).items()
+           if k not in NON_SCIENTIFIC_KEYS and not (k in OFF_VALUES and v == OFF_VALUES[k])}
+    if isinstance(key.get("budget"), dict):  # a label names the limits that are set, not the unset ones
+        key["budget"] = {k: v for k, v in key["budget"].items() if v is not None}
     key.setdefault("scenario", {"name": record.scenario.get("name")})
     key.setdefault("strategy", record.strategy.get("config") or {"name": record.strategy.get("name")})
     key.setdefault("backbone", record.strategy.get("backbone"))
+    if final_row_only(record.matrix):
+        key.setdefault("eval_rows", "final")
     for dotted in NON_SCIENTIFIC_PATHS:
         head, _, leaf = dotted.partition(".")
         if isinstance(key.get(head), dict) and leaf in key[head]:

@@ -14,9 +14,12 @@ REFERENCE = "joint"
 
 
 def intransigence(record: RunRecord, reference: RunRecord) -> Optional[float]:
-    """Mean over steps of a*_i - R[i][i]; None when the matrices differ in size."""
+    """Mean over steps of a*_i - R[i][i]; None when the matrices differ in size or a
+    diagonal entry was not evaluated (``eval_rows=final``)."""
     T = len(record.matrix[0])
     if len(reference.matrix) != T + 1 or len(reference.matrix[0]) != T:
+        return None
+    if any(m.matrix[i][i - 1] is None for m in (record, reference) for i in range(1, T + 1)):
         return None
     return sum(reference.matrix[i][i - 1] - record.matrix[i][i - 1] for i in range(1, T + 1)) / T
 
