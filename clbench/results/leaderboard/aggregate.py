@@ -381,7 +381,7 @@ EVAL_ROWS = "eval_rows"
 def _labels(groups: Sequence[Group]) -> tuple[dict[str, str], dict[str, list[str]]]:
     """Per config id: the label (strategy name, plus the settings that tell its row apart:
     config keys that vary among configs of the same strategy, scenario/harness keys that
-    vary across the table, and ``eval_rows=final`` for runs evaluated only at the end) and
+    vary across the table where this row sets them, and ``eval_rows=final`` for runs evaluated only at the end) and
     the ``key=value`` of the keys in which it differs from the other configs of its strategy."""
     flat = {g.config_id: flatten(g.config) for g in groups}
     everything = sorted({k for f in flat.values() for k in f})
@@ -399,7 +399,10 @@ def _labels(groups: Sequence[Group]) -> tuple[dict[str, str], dict[str, list[str
         own = [k for k in varying(same, lambda k: True) if k != EVAL_ROWS]
         keys = sorted(set(table_wide) | set(own))
         show = lambda k: f"{k.removeprefix('strategy.')}={_short(flat[g.config_id].get(k))}"  # noqa: E731
-        parts = [show(k) for k in keys]
+        # a harness or scenario key left unset (an off budget, no eval_every) names nothing:
+        # only the rows that set it say so
+        parts = [show(k) for k in keys
+                 if flat[g.config_id].get(k) is not None or k.startswith(("strategy.", "backbone."))]
         if all(final_row_only(r.record.matrix) for r in g.runs):
             parts.append(f"{EVAL_ROWS}=final")
         labels[g.config_id] = g.strategy + (f" ({', '.join(parts)})" if parts else "")
