@@ -177,3 +177,18 @@ class TeacherLwFWithStructure(TeacherLwF):
 
 register_strategy("_lwf_teacher")(TeacherLwF)
 register_strategy("_lwf_teacher_structured")(TeacherLwFWithStructure)
+
+
+def interrupt_after_row(monkeypatch, row: int) -> None:
+    """Make the in-process run stop as SIGTERM would, right after row ``row`` is saved."""
+    from clbench.protocol import Interrupted, checkpoints
+
+    original = checkpoints.save_session
+
+    def save_then_stop(session, step):
+        path = original(session, step)
+        if step == row:
+            raise Interrupted("signal 15 (SIGTERM)")
+        return path
+
+    monkeypatch.setattr(checkpoints, "save_session", save_then_stop)

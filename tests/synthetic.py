@@ -2,9 +2,11 @@
 multi-label source in memory (``_synthetic``: 6 classes, ids in pixel 0) with its B2-C2 scenario."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
-from clbench.api.data import TensorData
+from clbench.api.data import TensorData, concat
 from clbench.api.scenario import Scenario
 from clbench.api.synthetic import image_blob_scenario, multilabel_blob_scenario  # noqa: F401  (re-exported)
 from clbench.types import Experience
@@ -68,3 +70,39 @@ def synthetic_scenario(**kw):
 
 def ids(data):
     return [int(v) for v in data.x[:, 0, 0, 0]]
+
+
+def lenet_blob_scenario(n_exp: int = 3, per_class: int = 40, test_per_class: int = 10, seed: int = 0, kind: str = "task_agnostic",
+          side: int = 12) -> Scenario:
+    """Gaussian class blobs as 1 x 12 x 12 images in [0, 1] (LeNet-5 needs >= 12 px), a
+    task-agnostic stream by default; experience i holds classes 2i and 2i + 1 (TAME's tests)."""
+    g = torch.Generator().manual_seed(seed)
+    n = 2 * n_exp
+    centers = torch.randn(n, side * side, generator=g)
+
+    def make(per: int) -> TensorData:
+        y = torch.arange(n).repeat_interleave(per)
+        x = torch.sigmoid(3 * (centers[y] + 0.5 * torch.randn(len(y), side * side, generator=g)))
+        return TensorData(x.view(-1, 1, side, side), y)
+
+    train, test = make(per_class), make(test_per_class)
+    exps = [Experience(i, train.subset(torch.nonzero(train.y // 2 == i).flatten(), f"e{i}"),
+                       test.subset(torch.nonzero(test.y // 2 == i).flatten(), f"e{i}"), (2 * i, 2 * i + 1), i)
+            for i in range(n_exp)]
+    return Scenario("blobs12", kind, exps, n, (1, side, side), list(range(n)))
+
+
+def resplit(scenario: Scenario, sizes: list[int], kind: Optional[str] = None) -> Scenario:
+    """The same training samples in the same order, cut into experiences of ``sizes`` (each
+    tested on the test samples of the classes it holds); ``kind`` defaults to the scenario's."""
+    train = concat([e.train for e in scenario.experiences])
+    test = concat([e.test for e in scenario.experiences])
+    exps, start = [], 0
+    for i, n in enumerate(sizes):
+        part = train.subset(torch.arange(start, start + n))
+        classes = tuple(sorted(set(part.y.tolist())))
+        keep = torch.nonzero(torch.isin(test.y, torch.tensor(classes))).flatten()
+        exps.append(Experience(i, part, test.subset(keep), classes, i))
+        start += n
+    return Scenario(f"blobs{sizes}", kind or scenario.kind, exps, scenario.num_classes, scenario.input_shape,
+                    scenario.class_order)

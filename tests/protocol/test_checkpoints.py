@@ -18,8 +18,10 @@ import pytest
 import torch
 
 from clbench.cli import main as cli_main
-from clbench.protocol import Interrupted, checkpoints
+from clbench.protocol import checkpoints
 from clbench.results.records import load
+
+from probes import interrupt_after_row
 
 pytestmark = pytest.mark.usefixtures("fmnist_available")
 
@@ -123,21 +125,8 @@ def _small(tmp_path: Path, *extra: str) -> list[str]:
             "strategy.epochs=1", f"results_dir={tmp_path}", *extra]
 
 
-def _interrupt_after_row(monkeypatch, row: int) -> None:
-    """Make the in-process run stop as SIGTERM would, right after row ``row`` is saved."""
-    original = checkpoints.save_session
-
-    def save_then_stop(session, step):
-        path = original(session, step)
-        if step == row:
-            raise Interrupted("signal 15 (SIGTERM)")
-        return path
-
-    monkeypatch.setattr(checkpoints, "save_session", save_then_stop)
-
-
 def test_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path, capsys, monkeypatch):
-    _interrupt_after_row(monkeypatch, 2)
+    interrupt_after_row(monkeypatch, 2)
     assert cli_main(_small(tmp_path)) == 143
     monkeypatch.undo()
     capsys.readouterr()
@@ -172,7 +161,7 @@ def test_a_complete_run_is_not_resumed_and_leaves_no_checkpoint(tmp_path, capsys
 def test_a_strategy_whose_state_is_not_all_in_its_state_dict_is_not_resumed(tmp_path, capsys, monkeypatch):
     from strategies.baselines import Naive
 
-    _interrupt_after_row(monkeypatch, 1)
+    interrupt_after_row(monkeypatch, 1)
     assert cli_main(_small(tmp_path)) == 143
     monkeypatch.undo()
     monkeypatch.setattr(Naive, "resumable", False)
@@ -182,7 +171,7 @@ def test_a_strategy_whose_state_is_not_all_in_its_state_dict_is_not_resumed(tmp_
 
 
 def test_a_requeued_slurm_job_resumes_by_itself(tmp_path, capsys, monkeypatch):
-    _interrupt_after_row(monkeypatch, 3)
+    interrupt_after_row(monkeypatch, 3)
     assert cli_main(_small(tmp_path)) == 143
     monkeypatch.undo()
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")

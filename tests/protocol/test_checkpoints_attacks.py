@@ -19,8 +19,10 @@ import pytest
 import torch
 
 from clbench.cli import main as cli_main
-from clbench.protocol import Interrupted, checkpoints, claims
+from clbench.protocol import checkpoints, claims
 from clbench.results import records
+
+from probes import interrupt_after_row
 
 pytestmark = pytest.mark.usefixtures("fmnist_available")
 
@@ -34,16 +36,8 @@ def _run(results: Path, *extra: str) -> int:
 
 def _interrupted(results: Path, row: int, *extra: str) -> None:
     """A run of TINY under ``results`` that stops as SIGTERM would right after row ``row``."""
-    original = checkpoints.save_session
-
-    def save_then_stop(session, step):
-        path = original(session, step)
-        if step == row:
-            raise Interrupted("signal 15 (SIGTERM)")
-        return path
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(checkpoints, "save_session", save_then_stop)
+        interrupt_after_row(mp, row)
         assert _run(results, *extra) == 143
 
 

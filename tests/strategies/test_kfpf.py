@@ -22,16 +22,15 @@ import strategies.kfpf as kfpf_module
 from clbench import protocol
 from clbench.models.backbones import BackboneConfig
 from clbench.api.buffers import ReservoirBuffer
-from clbench.api.data import concat
 from clbench.api.scenario import Scenario
-from clbench.types import TASK_AGNOSTIC, VISIBILITY_BY_KIND, Batch, Experience, ScenarioInfo
+from clbench.types import TASK_AGNOSTIC, VISIBILITY_BY_KIND, Batch, ScenarioInfo
 from scenarios.task_agnostic import as_task_agnostic
 from strategies.baselines import ERConfig, ExperienceReplay, FinetuneConfig, Naive
 from strategies.kfpf import (FPF, KFPF, KFPFKD, FPFAddon, FPFAddonConfig, KFPFConfig, KFPFKDConfig, Sensitivity,
                              last_stage_names, planned_steps, preset_names)
 
 from conftest import small_run_overrides
-from synthetic import blob_scenario
+from synthetic import blob_scenario, resplit
 
 CNN = BackboneConfig(name="cnn28")
 
@@ -224,20 +223,6 @@ def test_planned_steps_formula():
         planned_steps(0, 32, 1, boundaries=True)
 
 
-def resplit(scenario: Scenario, sizes: list[int], kind: str) -> Scenario:
-    """The same training samples in the same order, cut into experiences of ``sizes``."""
-    train = concat([e.train for e in scenario.experiences])
-    test = concat([e.test for e in scenario.experiences])
-    exps, start = [], 0
-    for i, n in enumerate(sizes):
-        part = train.subset(torch.arange(start, start + n))
-        classes = tuple(sorted(set(part.y.tolist())))
-        exps.append(Experience(i, part, test.subset(torch.nonzero(torch.isin(test.y, torch.tensor(classes))).flatten()),
-                               classes, i))
-        start += n
-    return Scenario(f"blobs{sizes}", kind, exps, scenario.num_classes, scenario.input_shape, scenario.class_order)
-
-
 def run_kfpf(tmp_path, scenario: Scenario, **cfg) -> KFPF:
     settings_ = {"batch_size": 16, "k": 4, "fpf_iters": 1, "epochs": 2, "buffer_size": 40, **cfg}
     s = KFPF(KFPFConfig(name="kfpf", **settings_), scenario.info_for(0.0), CNN, seed=0)
@@ -250,7 +235,7 @@ def test_kfpf_triggers_at_the_planned_steps_whatever_the_boundaries(tmp_path, ki
     base = blob_scenario(n_exp=3, per_class=40)  # 240 samples, 80 per experience
     runs = []
     for sizes in ([80, 80, 80], [160, 80], [48, 96, 96]):
-        sc = resplit(base, sizes, "class_incremental")
+        sc = resplit(base, sizes, kind="class_incremental")
         runs.append(run_kfpf(tmp_path, as_task_agnostic(sc) if kind == TASK_AGNOSTIC else sc))
     epochs = 1 if kind == TASK_AGNOSTIC else 2
     n = epochs * 15  # ceil(240 / 16) steps per pass

@@ -19,15 +19,13 @@ import torch
 
 import strategies  # noqa: F401  (registers kfpf, kfpf_kd and the fpf add-on)
 from clbench import protocol
-from clbench.api.data import concat
-from clbench.api.scenario import Scenario
 from clbench.models.backbones import BackboneConfig, count_parameters
-from clbench.types import Experience, ScenarioInfo, VISIBILITY_BY_KIND
+from clbench.types import ScenarioInfo, VISIBILITY_BY_KIND
 from scenarios.task_agnostic import as_task_agnostic
 from strategies.baselines import FinetuneConfig, Naive
 from strategies.kfpf import FPF, KFPF, KFPFKD, KFPFConfig, KFPFKDConfig, preset_names
 
-from synthetic import blob_scenario
+from synthetic import blob_scenario, resplit
 
 CNN = BackboneConfig(name="cnn28")
 
@@ -38,21 +36,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def resplit(scenario: Scenario, sizes: list[int]) -> Scenario:
-    """The same training samples in the same order, cut into experiences of ``sizes``."""
-    train = concat([e.train for e in scenario.experiences])
-    test = concat([e.test for e in scenario.experiences])
-    exps, start = [], 0
-    for i, n in enumerate(sizes):
-        part = train.subset(torch.arange(start, start + n))
-        classes = tuple(sorted(set(part.y.tolist())))
-        keep = torch.nonzero(torch.isin(test.y, torch.tensor(classes))).flatten()
-        exps.append(Experience(i, part, test.subset(keep), classes, i))
-        start += n
-    return Scenario(f"blobs{sizes}", scenario.kind, exps, scenario.num_classes, scenario.input_shape,
-                    scenario.class_order)
 
 
 @pytest.mark.parametrize("cls,cfg_cls", [(KFPF, KFPFConfig), (KFPFKD, KFPFKDConfig)])

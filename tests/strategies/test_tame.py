@@ -10,38 +10,18 @@ import torch
 
 from clbench import protocol
 from clbench.models.backbones import BackboneConfig
-from clbench.api.data import TensorData
 from clbench.protocol import IncompatibleError, check_compatible
 from clbench.api.scenario import Scenario
 from clbench.api.strategy import Strategy
-from clbench.types import Batch, Experience, StepStats
+from clbench.types import Batch, StepStats
 from scenarios.task_agnostic import as_task_agnostic
 from strategies.tame import (TAME, ExpertNet, TAMEConfig, detection_report,
                              masked_step, sigmoid_cross_entropy)
 
 from conftest import small_run_overrides
+from synthetic import lenet_blob_scenario as blobs
 
 LENET = BackboneConfig(name="lenet5", normalize="half")  # the preset
-
-
-def blobs(n_exp: int = 3, per_class: int = 40, test_per_class: int = 10, seed: int = 0, kind: str = "task_agnostic",
-          side: int = 12) -> Scenario:
-    """Gaussian class blobs as 1 x 12 x 12 images in [0, 1] (LeNet-5 needs >= 12 px);
-    experience i holds classes 2i and 2i + 1."""
-    g = torch.Generator().manual_seed(seed)
-    n = 2 * n_exp
-    centers = torch.randn(n, side * side, generator=g)
-
-    def make(per: int) -> TensorData:
-        y = torch.arange(n).repeat_interleave(per)
-        x = torch.sigmoid(3 * (centers[y] + 0.5 * torch.randn(len(y), side * side, generator=g)))
-        return TensorData(x.view(-1, 1, side, side), y)
-
-    train, test = make(per_class), make(test_per_class)
-    exps = [Experience(i, train.subset(torch.nonzero(train.y // 2 == i).flatten(), f"e{i}"),
-                       test.subset(torch.nonzero(test.y // 2 == i).flatten(), f"e{i}"), (2 * i, 2 * i + 1), i)
-            for i in range(n_exp)]
-    return Scenario("blobs12", kind, exps, n, (1, side, side), list(range(n)))
 
 
 #: the official code's window and std floor: detection settles within ~80 batches of a blob task

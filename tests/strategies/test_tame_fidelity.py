@@ -10,32 +10,14 @@ import pytest
 import torch
 
 from clbench import protocol
-from clbench.api.data import TensorData
 from clbench.api.scenario import Scenario
 from clbench.models.backbones import BackboneConfig
-from clbench.types import Batch, Experience
+from clbench.types import Batch
 from scenarios.task_agnostic import as_task_agnostic
 from strategies.tame import TAME, TAMEConfig, detection_report
+from synthetic import lenet_blob_scenario as blobs
 
 LENET = BackboneConfig(name="lenet5", normalize="half")
-
-
-def blobs(n_exp: int = 3, per_class: int = 40, test_per_class: int = 10, seed: int = 0, side: int = 12) -> Scenario:
-    """Gaussian class blobs as 1 x 12 x 12 images in [0, 1]; experience i holds classes 2i, 2i + 1."""
-    g = torch.Generator().manual_seed(seed)
-    n = 2 * n_exp
-    centers = torch.randn(n, side * side, generator=g)
-
-    def make(per: int) -> TensorData:
-        y = torch.arange(n).repeat_interleave(per)
-        x = torch.sigmoid(3 * (centers[y] + 0.5 * torch.randn(len(y), side * side, generator=g)))
-        return TensorData(x.view(-1, 1, side, side), y)
-
-    train, test = make(per_class), make(test_per_class)
-    exps = [Experience(i, train.subset(torch.nonzero(train.y // 2 == i).flatten(), f"e{i}"),
-                       test.subset(torch.nonzero(test.y // 2 == i).flatten(), f"e{i}"), (2 * i, 2 * i + 1), i)
-            for i in range(n_exp)]
-    return Scenario("blobs12", "task_agnostic", exps, n, (1, side, side), list(range(n)))
 
 
 def config(**kw) -> TAMEConfig:
