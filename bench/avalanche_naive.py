@@ -7,7 +7,7 @@ same 90% of each experience's training images (clbench's seeded `val_fraction=0.
 hold-out, drawn with the same generator), the `cnn28` backbone from `clbench.models.backbones`
 plus a linear head over the 10 classes, SGD lr 0.01 momentum 0.9 (no weight decay),
 batch 64, 2 epochs (clbench's `FinetuneConfig` defaults in strategies/baselines.py),
-and evaluation after every experience on every test experience, batch 512 (clbench's
+and evaluation after every experience on every test experience, batch 128 (clbench's
 `eval_batch_size`). Prints one JSON line: wall seconds by phase and the final accuracy
 (mean over the five test experiences, which all hold 2,000 images).
 
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--val-fraction", type=float, default=0.1)
-    ap.add_argument("--eval-batch-size", type=int, default=512)
+    ap.add_argument("--eval-batch-size", type=int, default=128)
     ap.add_argument("--train-per-class", type=int, default=None, help="subsample (quick runs)")
     args = ap.parse_args()
 

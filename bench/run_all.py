@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 
 #: script -> (full arguments, quick arguments)
 SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
-    "vs_avalanche": (["--repeats", "3", "--fast"], ["--repeats", "1", "--train-per-class", "300", "--fast"]),
+    "vs_avalanche": (["--repeats", "3", "--standard"], ["--repeats", "1", "--train-per-class", "300", "--standard"]),
     "overhead": (["--repeats", "3", "--epochs", "1", "--variants", "channels_last"],
                  ["--repeats", "2", "--train-per-class", "300"]),
     "eval_throughput": (["--repeats", "3", "--eval-batch-sizes", "512,256,128", "--channels-last"],

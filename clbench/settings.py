@@ -39,10 +39,14 @@ class BudgetSettings:
         return any(v is not None for v in (self.steps, self.flops, self.memory_bytes))
 
 
-#: the values of the evaluation-protocol settings that leave a run as it was before they
-#: existed: the leaderboard leaves a key at its value here out of a row's configuration
+#: the default values of the evaluation-protocol settings: the leaderboard leaves a key at its
+#: value here out of a row's configuration label (budget, eval_every, tuning: the values that
+#: leave a run as it was before they existed)
 OFF_VALUES = {"budget": {"steps": None, "flops": None, "memory_bytes": None}, "eval_every": 0, "tuning": None,
-              "channels_last": False}
+              "channels_last": True}
+#: run settings added after records existed: the value a record with a run config but without
+#: the key ran with (channels_last: the standard memory format, before it became the default)
+MISSING_MEANS = {"channels_last": False}
 
 
 @dataclass
@@ -53,7 +57,8 @@ class RunSettings:
     device: str = _harness("auto", "auto | cpu | cuda | cuda:N")
     val_fraction: float = setting(0.1, "validation hold-out of each experience (the fraction of its training data)",
                                   ge=0, lt=1)
-    eval_batch_size: int = _harness(512, "test samples per evaluation batch", ge=1)
+    eval_batch_size: int = _harness(128, "test samples per evaluation batch (128: the fastest measured for cnn28 "
+                                         "on CPU, bench/eval_throughput.py)", ge=1)
     results_dir: str = _harness("results", "where records go (runs/<scenario>/<strategy>/<run_id>.json)")
     progress: bool = _harness(True, "progress bars (lines when not a terminal)")
     count_flops: bool = _harness(False, "count FLOPs per phase with torch.utils.flop_counter")
@@ -62,9 +67,9 @@ class RunSettings:
     log_every: int = _harness(50, "optimisation steps per point of the loss curve (and per non-finite check)", ge=1)
     eval_rows: str = _harness("all", "evaluate every row, or only rows 0 and T", choices=("all", "final"))
     channels_last: bool = setting(
-        False, "opt-in speed-up: the learner's conv weights in channels_last memory format (CPU, cnn28: training "
-               "1.5x, evaluation 2x faster); numerics change in the last bits, so such runs form their own "
-               "leaderboard rows")
+        True, "the learner's conv weights in channels_last memory format, also those built in prepare() and "
+              "begin_experience() (CPU, cnn28: training 1.5x, evaluation 2x faster, same accuracy over seeds); "
+              "false: the standard format, whose numerics differ in the last bits: its own leaderboard rows")
     resume: Optional[str] = _harness(None, "auto | RUN_ID | PATH: continue a killed or interrupted run from its last "
                                            "experience checkpoint (auto: the newest one of this config; new run if none)")
     resume_force: bool = _harness(False, "resume a run that another host's claim still holds (its heartbeat is younger "

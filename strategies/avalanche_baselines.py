@@ -166,6 +166,7 @@ class AvalancheBaseline(Strategy):
     needs = frozenset({"boundaries"})
     paper_defaults = True
     resumable = False  # Avalanche's template and plugins keep state (e.g. EWC's importances) outside state_dict
+    channels_last_ok = False  # Avalanche's code assumes contiguous tensors (AGEM and GEM view gradients flat)
 
     def __init__(self, config: AvalancheBaselineConfig, info, backbone=None, **kwargs) -> None:
         super().__init__(config, info, backbone, **kwargs)

@@ -191,6 +191,7 @@ class CLR(Strategy):
     paper_backbone = "resnet18"
     uses_validation = True  # the best epoch is chosen on the validation split
     wrap_1x1 = False
+    state_attrs = ("history",)  # each task's epoch selection, for describe() after a resume
 
     def __init__(self, config: CLRConfig, info, backbone: Optional[BackboneConfig] = None, **kwargs) -> None:
         super().__init__(config, info, backbone, **kwargs)
@@ -324,13 +325,16 @@ class CLR(Strategy):
         state.train()
         return right / max(n, 1)
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Rebuild the task states a saved strategy had, then load their tensors."""
-        for k, v in state_dict.items():
-            parts = k.split(".")
-            if parts[0] == "tasks" and parts[2:] == ["head", "weight"] and parts[1] not in self.tasks:
-                self.tasks[parts[1]] = self.network.new_state(list(range(v.shape[0])), self.generator)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+    def structure(self) -> dict:
+        """The task states grown so far, by task id, with their classes."""
+        return {"tasks": {key: list(state.classes) for key, state in self.tasks.items()}}
+
+    def build_structure(self, structure: dict) -> None:
+        """Grow the saved task states (their tensors load next; a throwaway generator for
+        the head init, so ours is left as the checkpoint restores it)."""
+        for key, classes in structure["tasks"].items():
+            if key not in self.tasks:
+                self.tasks[key] = self.network.new_state(list(classes), torch.Generator())
 
     def increment(self) -> dict[str, int]:
         """The per-task increment excluding the head (the same for every task)."""

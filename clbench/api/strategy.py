@@ -64,6 +64,9 @@ class Strategy(nn.Module):
     #: whether ``state_dict`` holds everything training depends on, so that a run can be
     #: continued from an experience checkpoint (``resume=``) with an identical result
     resumable: ClassVar[bool] = True
+    #: whether the learner may train in channels_last (the default ``channels_last=true``);
+    #: False for code that assumes contiguous tensors (e.g. a gradient ``.view(-1)``)
+    channels_last_ok: ClassVar[bool] = True
 
     def __init__(self, config: Any, info: ScenarioInfo, backbone: Any = None, *, seed: int = 0) -> None:
         super().__init__()

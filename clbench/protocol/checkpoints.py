@@ -29,6 +29,7 @@ import torch
 
 from clbench import rng
 from clbench.errors import UserError
+from clbench.protocol.memory_format import to_memory_format
 from clbench.results import records
 
 FORMAT = 1
@@ -275,6 +276,8 @@ def restore_session(session: Any, payload: dict) -> int:
     try:
         session.strategy.load_state_dict(payload["strategy"])
         session.strategy.to(session.device)
+        if session.memory_format is not None:  # modules build_structure() grew: as the original run had them
+            to_memory_format(session.strategy, session.memory_format)
         if session.addon is not None and payload.get("addon") is not None:
             session.addon.load_state_dict(payload["addon"])
         state = payload["session"]

@@ -27,6 +27,7 @@ from clbench.protocol.monitor import StepMonitor
 from clbench.protocol.phases import PhaseClock, is_training_phase
 from clbench.protocol.snapshot import evaluation_copy
 from clbench.results import records
+from clbench.protocol.memory_format import to_memory_format
 from clbench.results.records import RunRecord
 from clbench.settings import RunSettings
 from clbench.types import ExperienceInfo
@@ -34,12 +35,17 @@ from clbench.types import ExperienceInfo
 import clbench.protocol.multilabel  # noqa: F401  (registers the multi-label evaluator)
 
 
-def train_experience(strategy: Strategy, view: LearnerView, info: ExperienceInfo) -> None:
+def train_experience(strategy: Strategy, view: LearnerView, info: ExperienceInfo,
+                     memory_format: Optional[torch.memory_format] = None) -> None:
     """One experience where boundaries are visible: ``begin_experience``, the strategy's
     ``train_experience`` on ``view``, ``end_experience``, in training mode. The protocol
-    and the Avalanche adapter both train through here."""
+    and the Avalanche adapter both train through here. ``memory_format``: the learner's
+    weights in it once the experience's modules exist (``channels_last``: what the
+    strategy grew in ``begin_experience`` too)."""
     strategy.train()
     strategy.begin_experience(info)
+    if memory_format is not None:
+        to_memory_format(strategy, memory_format)
     strategy.train_experience(view)
     strategy.end_experience()
 
@@ -57,6 +63,8 @@ class Session:
         self.generator = torch.Generator().manual_seed(settings.seed)  # splits and training order
         self.augmentation = get_augmentation(scenario.augmentation)
         self.encoder: Optional[nn.Module] = None
+        #: the learner's conv weights in channels_last (the default): faster oneDNN/cuDNN kernels
+        self.memory_format = torch.channels_last if settings.channels_last and strategy.channels_last_ok else None
         self._encoded: dict[tuple[str, int], Any] = {}
         self.monitor = StepMonitor(settings.log_every, after_step=self._addon_step if addon is not None else None,
                                    on_window=self.flush_curve)
@@ -88,6 +96,8 @@ class Session:
                 printer(line)
         with self.clock.phase("prepare", sync=True), self.progress.phase("prepare"), run_progress(self.progress):
             s.prepare(aux)  # setup loops inside (key init, pretraining) report to the run's progress
+        if self.memory_format is not None:  # a trunk built in prepare() (pretrained, loaded) is converted too
+            to_memory_format(s, self.memory_format)
         if self.addon is not None:
             self.addon.attach(s)
         self.encoder = s.frozen_encoder()
@@ -173,7 +183,7 @@ class Session:
                 if self.meter is not None:
                     self.meter.start()  # this experience's budget (also right after a resume)
                 with self.clock.phase("train", sync=True):
-                    train_experience(s, view, ExperienceInfo(e, tuple(exp.classes), task_id))
+                    train_experience(s, view, ExperienceInfo(e, tuple(exp.classes), task_id), self.memory_format)
                 if self.online is not None:
                     self.online.row = 0
                     self.online.end_experience(self.monitor.steps)

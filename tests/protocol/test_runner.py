@@ -1,6 +1,6 @@
 """``protocol.run`` (clbench.protocol.runner) on a synthetic stream: the matrix's shape, row 0
-and the saved record; a failed run keeps its completed rows; ``channels_last=true`` converts
-the live learner and keeps the results close."""
+and the saved record; a failed run keeps its completed rows; ``channels_last`` (the default)
+converts the live learner and keeps the results close."""
 import pytest
 import torch
 
@@ -45,10 +45,13 @@ def test_failure_keeps_completed_rows(tmp_path):
     assert saved.experiences_done == 1 and len(saved.matrix) == 2
 
 
-def test_channels_last_is_an_opt_in_that_converts_the_learner_and_keeps_results_close(tmp_path):
-    """``channels_last=true``: the live learner's conv weights in channels_last format
-    (faster oneDNN/cuDNN kernels); the default leaves them contiguous. Results agree to
-    float noise, and the record says which was used."""
+def test_channels_last_is_the_default_that_converts_the_learner_and_keeps_results_close(tmp_path):
+    """``channels_last`` (the default): the live learner's conv weights in channels_last
+    format (faster oneDNN/cuDNN kernels); ``channels_last=false`` leaves them contiguous.
+    Results agree to float noise, and the record says which was used."""
+    from clbench.settings import RunSettings
+
+    assert RunSettings().channels_last is True and RunSettings().eval_batch_size == 128
     from clbench import protocol
     from clbench.models.backbones import BACKBONE_PRESETS
     from clbench.api.strategy import STRATEGIES
@@ -76,3 +79,46 @@ def test_channels_last_is_an_opt_in_that_converts_the_learner_and_keeps_results_
     a, b = torch.tensor(out[False].matrix), torch.tensor(out[True].matrix)
     assert torch.allclose(a, b, atol=0.1)  # the same learning up to last-bit differences
     assert out[True].config["channels_last"] is True
+
+
+
+def test_channels_last_also_reaches_modules_built_in_prepare_and_begin_experience(tmp_path):
+    """A trunk a strategy builds in ``prepare()`` (pretrained, loaded) and a module it grows in
+    ``begin_experience`` train in channels_last too, so the record's ``channels_last: true`` is
+    true of the whole learner (a 5-d parameter beside them is no error); with
+    ``channels_last=false`` they stay contiguous."""
+    from torch import nn
+
+    from clbench import protocol
+    from clbench.models.backbones import BACKBONE_PRESETS
+    from clbench.api.strategy import STRATEGIES
+    from synthetic import image_blob_scenario
+
+    naive = STRATEGIES.get("naive")
+
+    class Growing(naive):
+        def prepare(self, aux):
+            super().prepare(aux)
+            self.built_in_prepare = nn.Conv2d(3, 4, 3)
+
+        def begin_experience(self, info):
+            super().begin_experience(info)
+            setattr(self, f"grown_{info.index}", nn.Conv2d(3, 4, 3))
+            self.bank = nn.Parameter(torch.zeros(2, 3, 4, 5, 6))  # 5-d (a prompt bank): left as it is
+
+        def observe(self, batch):
+            convs = {name: m.weight.is_contiguous(memory_format=torch.channels_last)
+                     for name, m in self.named_modules() if name.startswith(("built_in_prepare", "grown_"))}
+            seen.setdefault(flag, set()).update(convs.items())
+            return super().observe(batch)
+
+    seen: dict = {}
+    for flag in (True, False):
+        sc = image_blob_scenario(side=28, per_class=8, test_per_class=4)
+        strategy = Growing(naive.config_class(name="naive", epochs=1, batch_size=16), sc.info_for(0.0),
+                           BACKBONE_PRESETS["cnn28"], seed=0)
+        settings = protocol.RunSettings(results_dir=str(tmp_path / str(flag)), progress=False, device="cpu",
+                                        val_fraction=0.0, channels_last=flag)
+        protocol.run(sc, strategy, settings=settings)
+    assert {name for name, _ in seen[True]} >= {"built_in_prepare", "grown_0", "grown_1"}
+    assert all(is_cl for _, is_cl in seen[True]) and not any(is_cl for _, is_cl in seen[False])

@@ -19,12 +19,20 @@ def test_the_script_explains_itself(script):
     assert "usage:" in proc.stdout and "python bench/" in (BENCH / script).read_text()
 
 
-def test_the_fast_path_is_the_one_the_ratio_measures():
+def test_the_standard_path_the_benches_compare_against_is_not_the_default():
+    """bench/vs_avalanche.py times the defaults and, with --standard, the former default:
+    the two must differ in every key the fast path changed, or the comparison is void."""
+    from clbench.settings import RunSettings
+
     sys.path.insert(0, str(BENCH))
     try:
         import fast_path_acc
         import vs_avalanche
     finally:
         sys.path.remove(str(BENCH))
-    assert vs_avalanche.FAST == ["channels_last=true", "eval_batch_size=128"]
-    assert fast_path_acc.FAST is vs_avalanche.FAST and fast_path_acc.run_clbench is vs_avalanche.run_clbench
+    defaults = RunSettings()
+    standard = dict(item.split("=") for item in vs_avalanche.STANDARD)
+    assert {"channels_last", "eval_batch_size"} <= set(standard)
+    assert str(defaults.channels_last).lower() != standard["channels_last"]
+    assert str(defaults.eval_batch_size) != standard["eval_batch_size"]
+    assert fast_path_acc.STANDARD is vs_avalanche.STANDARD and fast_path_acc.run_clbench is vs_avalanche.run_clbench

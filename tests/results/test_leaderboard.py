@@ -146,6 +146,16 @@ def test_config_key_ignores_exactly_the_non_scientific_settings():
         assert config_key(changed) != config_key(base)
 
 
+def test_channels_last_the_default_needs_no_label_and_older_records_keep_their_own_row():
+    """``channels_last: true`` (the default) leaves a row's label alone; a record made before
+    the key existed ran in the standard format and groups with ``channels_last: false``."""
+    older = make_record("er", 0, ER[0])  # a run config without the key
+    standard = make_record("er", 0, ER[0], run={"channels_last": False})
+    default = make_record("er", 0, ER[0], run={"channels_last": True})
+    assert "channels_last" not in config_key(default)
+    assert config_key(older) == config_key(standard) == {**config_key(default), "channels_last": False}
+
+
 def test_different_configs_never_merge(tmp_path, capsys):
     root = tmp_path / "r"
     for seed in (0, 1):

@@ -235,3 +235,29 @@ def test_split53_fixture_routes_global_class_ranges_and_task_ids(tmp_path):
     r, affine = (8 + 16 + 32) * 9, 2 * (8 + 16 + 32)
     assert [a["total"] for a in record.params["added"]] == [r + affine + 33 * c for c in (7, 3, 9)]
     assert any("trunk: random init" in d for d in record.deviations)
+
+
+def test_an_interrupted_clr_run_resumes_its_grown_task_states_to_the_same_record(tmp_path, monkeypatch,
+                                                                                 fmnist_available):
+    """CLR grows a task state per task: structure() names them, build_structure() grows them
+    back before the checkpoint's tensors load, so a run stopped after row 2 and resumed ends
+    with the uninterrupted run's matrix and per-task epoch selection, and without the
+    "cannot be resumed" warning."""
+    from clbench.cli import main as cli_main
+    from clbench.results.records import load
+    from probes import interrupt_after_row
+
+    args = ["run", "strategy=clr", "scenario=split_fmnist_ti", "strategy.trunk=random", "strategy.epochs=2",
+            "scenario.train_per_class=30", "scenario.test_per_class=10", "logger=none", "progress=false",
+            "device=cpu"]
+    assert cli_main([*args, f"results_dir={tmp_path / 'full'}"]) == 0
+    interrupt_after_row(monkeypatch, 2)
+    assert cli_main([*args, f"results_dir={tmp_path / 'cut'}"]) == 143
+    monkeypatch.undo()
+    assert cli_main([*args, f"results_dir={tmp_path / 'cut'}", "resume=auto"]) == 0
+    (full,), (cut,) = ((load(p) for p in (tmp_path / d).glob("runs/*/*/*.json")) for d in ("full", "cut"))
+    assert cut.status == "complete" and cut.extra["resumed"][0]["from_step"] == 2
+    assert cut.matrix == full.matrix
+    assert cut.strategy["details"]["per_task"] == full.strategy["details"]["per_task"]
+    assert len(full.strategy["details"]["per_task"]) == 5
+    assert not any("grew modules" in w for rec in (full, cut) for w in rec.extra.get("warnings", []))

@@ -339,9 +339,10 @@ def config_key(record: RunRecord) -> dict:
     A record without a run config (``protocol.run`` called directly) falls back to its
     scenario name and its strategy's config and backbone, plus ``eval_rows: final`` where
     its matrix says so (such a run has no AIA or FGT: it never merges with full ones)."""
-    from clbench.settings import OFF_VALUES  # budget, eval_every, tuning left off: the key they had before they existed
+    from clbench.settings import MISSING_MEANS, OFF_VALUES  # keys at their default are left out of a label
 
-    key = {k: v for k, v in (record.config or {}).items()
+    config = {**MISSING_MEANS, **record.config} if record.config else {}  # an older record: what it ran with
+    key = {k: v for k, v in config.items()
            if k not in NON_SCIENTIFIC_KEYS and not (k in OFF_VALUES and v == OFF_VALUES[k])}
     if isinstance(key.get("budget"), dict):  # a label names the limits that are set, not the unset ones
         key["budget"] = {k: v for k, v in key["budget"].items() if v is not None}
