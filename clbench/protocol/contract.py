@@ -28,8 +28,8 @@ from clbench.api.strategy import STRATEGIES, Strategy
 from clbench.api.synthetic import image_blob_scenario, multilabel_blob_scenario
 from clbench.models.backbones import BACKBONE_PRESETS, BackboneConfig
 from clbench.protocol.compat import IncompatibleError, check_compatible
+from clbench.protocol.memory_format import learner_memory_format, to_memory_format
 from clbench.protocol.runner import resumable, run
-from clbench.protocol.memory_format import to_memory_format
 from clbench.protocol.snapshot import evaluation_copy
 from clbench.settings import RunSettings
 from clbench.types import CLASS_INCREMENTAL, KINDS, MULTILABEL, TASK_AGNOSTIC
@@ -160,8 +160,9 @@ def check_state(name: str, kind: str, workdir: Path, overrides: Optional[dict] =
         found.append(Finding("state round trip", kind, False,
                              f"a freshly built strategy cannot load the state: {_first_line(err)}{grown}"))
         return found
-    if RunSettings().channels_last and fresh.channels_last_ok:  # in the memory format the run used: numerics differ in the last bits
-        to_memory_format(fresh, torch.channels_last)
+    memory_format = learner_memory_format(RunSettings(), fresh)  # as the run had it: last-bit numerics differ
+    if memory_format is not None:
+        to_memory_format(fresh, memory_format)
     same = torch.equal(_predictions(strategy, scenario), _predictions(fresh, scenario))
     found.append(Finding("state round trip", kind, same, "" if same else
                          "the reloaded strategy predicts differently: some training state is not in state_dict "

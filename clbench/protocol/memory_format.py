@@ -3,8 +3,18 @@ building or reloading a learner uses, so a resumed or reloaded learner computes 
 as the one it continues."""
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import torch
 from torch import nn
+
+from clbench.settings import RunSettings
+
+
+def learner_memory_format(settings: RunSettings, strategy: Any) -> Optional[torch.memory_format]:
+    """channels_last where the run asks for it (the default) and the strategy allows it
+    (``Strategy.channels_last_ok``); None: the standard format, nothing converted."""
+    return torch.channels_last if settings.channels_last and strategy.channels_last_ok else None
 
 
 def to_memory_format(module: nn.Module, memory_format: torch.memory_format) -> None:

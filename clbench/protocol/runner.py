@@ -17,7 +17,7 @@ from clbench.progress import PhaseProgress
 from clbench.protocol import bookkeeping, checkpoints, claims, resuming
 from clbench.protocol.compat import check_addon_compatible, check_compatible, resolve_device
 from clbench.protocol.phases import PhaseClock
-from clbench.protocol.memory_format import to_memory_format
+from clbench.protocol.memory_format import learner_memory_format, to_memory_format
 from clbench.protocol.session import Session, safely
 from clbench.protocol.signals import Interrupted, SignalGuard
 from clbench.results import records
@@ -50,8 +50,9 @@ def run(
     records.check_writable(settings.results_dir)  # before any work: a result that cannot be saved is lost
     _clean_leftovers(settings.results_dir)
     strategy.to(device)
-    if settings.channels_last and strategy.channels_last_ok:  # the default: faster convolutions (oneDNN, cuDNN);
-        to_memory_format(strategy, torch.channels_last)  # the session converts what prepare() and begin_experience() build
+    memory_format = learner_memory_format(settings, strategy)
+    if memory_format is not None:  # before prepare() computes; the session converts what it and begin_experience() build
+        to_memory_format(strategy, memory_format)
     payload = None
     if resume is not None:
         if not resumable(strategy, addon):
@@ -63,7 +64,7 @@ def run(
         record = bookkeeping.resumed_record(payload, config or {}, resume)
     else:
         record = bookkeeping.new_record(scenario, strategy, settings, config or {}, run_id, device, addon)
-        if settings.channels_last and not strategy.channels_last_ok:
+        if settings.channels_last and memory_format is None:
             record.extra["memory_format"] = (f"contiguous: strategy {bookkeeping.record_name(strategy, addon)!r} "
                                              "keeps the standard format (its code assumes contiguous tensors)")
     path = records.record_path(settings.results_dir, record)  # checks the run id and names: never outside

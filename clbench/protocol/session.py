@@ -23,11 +23,11 @@ from clbench.progress import run_progress
 from clbench.protocol import bookkeeping, budget, checkpoints, memory
 from clbench.protocol.online import OnlineEvaluator
 from clbench.protocol.evaluation import EVALUATORS, RowResult, routing_accuracy, score_mixed
+from clbench.protocol.memory_format import learner_memory_format, to_memory_format
 from clbench.protocol.monitor import StepMonitor
 from clbench.protocol.phases import PhaseClock, is_training_phase
 from clbench.protocol.snapshot import evaluation_copy
 from clbench.results import records
-from clbench.protocol.memory_format import to_memory_format
 from clbench.results.records import RunRecord
 from clbench.settings import RunSettings
 from clbench.types import ExperienceInfo
@@ -64,7 +64,7 @@ class Session:
         self.augmentation = get_augmentation(scenario.augmentation)
         self.encoder: Optional[nn.Module] = None
         #: the learner's conv weights in channels_last (the default): faster oneDNN/cuDNN kernels
-        self.memory_format = torch.channels_last if settings.channels_last and strategy.channels_last_ok else None
+        self.memory_format = learner_memory_format(settings, strategy)
         self._encoded: dict[tuple[str, int], Any] = {}
         self.monitor = StepMonitor(settings.log_every, after_step=self._addon_step if addon is not None else None,
                                    on_window=self.flush_curve)

@@ -49,13 +49,12 @@ def test_channels_last_is_the_default_that_converts_the_learner_and_keeps_result
     """``channels_last`` (the default): the live learner's conv weights in channels_last
     format (faster oneDNN/cuDNN kernels); ``channels_last=false`` leaves them contiguous.
     Results agree to float noise, and the record says which was used."""
-    from clbench.settings import RunSettings
-
-    assert RunSettings().channels_last is True and RunSettings().eval_batch_size == 128
     from clbench import protocol
     from clbench.models.backbones import BACKBONE_PRESETS
     from clbench.api.strategy import STRATEGIES
     from synthetic import image_blob_scenario
+
+    assert protocol.RunSettings().channels_last is True and protocol.RunSettings().eval_batch_size == 128
 
     seen = {}
     out = {}
@@ -79,7 +78,6 @@ def test_channels_last_is_the_default_that_converts_the_learner_and_keeps_result
     a, b = torch.tensor(out[False].matrix), torch.tensor(out[True].matrix)
     assert torch.allclose(a, b, atol=0.1)  # the same learning up to last-bit differences
     assert out[True].config["channels_last"] is True
-
 
 
 def test_channels_last_also_reaches_modules_built_in_prepare_and_begin_experience(tmp_path):
@@ -122,3 +120,31 @@ def test_channels_last_also_reaches_modules_built_in_prepare_and_begin_experienc
         protocol.run(sc, strategy, settings=settings)
     assert {name for name, _ in seen[True]} >= {"built_in_prepare", "grown_0", "grown_1"}
     assert all(is_cl for _, is_cl in seen[True]) and not any(is_cl for _, is_cl in seen[False])
+
+
+def test_a_strategy_that_opts_out_of_channels_last_trains_contiguous_and_its_record_says_so(tmp_path):
+    """``channels_last_ok = False`` (Avalanche's own strategies): nothing is converted under
+    the default ``channels_last: true``, and the record says the learner kept the standard format."""
+    from clbench import protocol
+    from clbench.models.backbones import BACKBONE_PRESETS
+    from clbench.api.strategy import STRATEGIES
+    from synthetic import image_blob_scenario
+
+    naive = STRATEGIES.get("naive")
+    formats = set()
+
+    class Contiguous(naive):
+        channels_last_ok = False
+
+        def observe(self, batch):
+            formats.update(m.weight.is_contiguous(memory_format=torch.channels_last)
+                           for m in self.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+            return super().observe(batch)
+
+    sc = image_blob_scenario(side=28, per_class=8, test_per_class=4)
+    strategy = Contiguous(naive.config_class(name="naive", epochs=1, batch_size=16), sc.info_for(0.0),
+                          BACKBONE_PRESETS["cnn28"], seed=0)
+    record, _ = protocol.run(sc, strategy, settings=protocol.RunSettings(results_dir=str(tmp_path), progress=False,
+                                                                         device="cpu", val_fraction=0.0))
+    assert formats == {False}
+    assert record.extra["memory_format"].startswith("contiguous")
